@@ -1,0 +1,49 @@
+"""``klaviyo-export``: the command line. Each command lives in ``producers/commands/<name>.py``.
+
+A command module exposes ``register(subparsers)``, which adds its parser and sets
+``func(args) -> int``. A user mistake (``UserError``, ``ConfigurationError``)
+prints one line to stderr and exits 2; nothing prints a traceback or a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from worker.settings import ConfigurationError, load_settings
+
+COMMANDS = ("jobs", "start", "status", "enqueue", "dlq", "health", "webhook", "sandbox")
+
+
+class UserError(Exception):
+    """Something the user can fix; the message is shown as is."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="klaviyo-export",
+        description="Keep Klaviyo lists equal to Lytics audiences.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"producers.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        load_settings()  # fail fast, whatever the command
+        return int(args.func(args))
+    except (UserError, ConfigurationError) as exc:
+        print(f"klaviyo-export: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

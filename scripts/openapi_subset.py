@@ -1,0 +1,65 @@
+"""Cut Klaviyo's OpenAPI document down to the operations this project calls.
+
+Usage: python scripts/openapi_subset.py FULL_SPEC.json OUT.json
+
+Keeps every path whose operationId is in OPERATIONS and every component those
+operations reach through ``$ref``, so the sandbox and the tests validate against
+Klaviyo's own schemas without carrying the whole 3 MB document.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+OPERATIONS = {
+    "get_accounts", "get_lists", "get_list", "create_list", "get_profiles",
+    "get_profiles_for_list", "get_profile_ids_for_list", "add_profiles_to_list",
+    "remove_profiles_from_list", "create_or_update_profile", "bulk_import_profiles",
+    "get_bulk_import_profiles_job", "get_profiles_for_bulk_import_profiles_job",
+    "get_profile_ids_for_bulk_import_profiles_job",
+    "get_errors_for_bulk_import_profiles_job", "bulk_subscribe_profiles",
+}
+
+
+def _refs(node: Any, found: set[str]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/"):
+            found.add(ref)
+        for value in node.values():
+            _refs(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _refs(value, found)
+
+
+def subset(spec: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for path, ops in spec["paths"].items():
+        kept = {m: o for m, o in ops.items() if isinstance(o, dict) and o.get("operationId") in OPERATIONS}
+        if kept:
+            paths[path] = kept
+    components: dict[str, dict[str, Any]] = {}
+    pending: set[str] = set()
+    _refs(paths, pending)
+    seen: set[str] = set()
+    while pending:
+        ref = pending.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        _, _, kind, name = ref.split("/", 3)
+        node = spec["components"][kind][name]
+        components.setdefault(kind, {})[name] = node
+        _refs(node, pending)
+    out = {k: spec[k] for k in ("openapi", "info", "servers") if k in spec}
+    out["paths"] = paths
+    out["components"] = {**components, "securitySchemes": spec["components"]["securitySchemes"]}
+    return out
+
+
+if __name__ == "__main__":
+    full = json.load(open(sys.argv[1], encoding="utf-8"))
+    json.dump(subset(full), open(sys.argv[2], "w", encoding="utf-8"), indent=1, sort_keys=True)

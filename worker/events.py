@@ -1,0 +1,41 @@
+"""The one shape every producer hands to the engine: an audience event.
+
+Producers (webhook, CLI, backfill) turn Lytics payloads into ``AudienceEvent``
+values; the engine's tasks receive them as plain dicts (``to_wire``) inside
+Celery messages whose displayed arguments are masked.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Action(StrEnum):
+    """What happened to the user in the audience."""
+
+    ENTER = "enter"
+    EXIT = "exit"
+    CHANGE = "change"  # mapped fields changed; membership untouched
+
+
+class AudienceEvent(BaseModel):
+    """One user entering, exiting or changing in one audience, at the source's own time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    audience: str = Field(min_length=1)  # the segment id or slug as Lytics sent it
+    action: Action
+    ts_ns: int = Field(ge=0)  # event time, nanoseconds since the epoch (Lytics' own clock)
+    profile: dict[str, Any]  # only the Lytics fields the job reads (email field + mapped fields)
+
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON-safe dict for a Celery message."""
+        return {"audience": self.audience, "action": self.action.value, "ts_ns": self.ts_ns,
+                "profile": self.profile}
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> AudienceEvent:
+        return cls.model_validate(raw)

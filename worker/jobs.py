@@ -1,0 +1,188 @@
+"""Export jobs, declared in a TOML file (``EXPORT_JOBS_FILE``) and validated at load.
+
+One ``[[jobs]]`` table per job::
+
+    [[jobs]]
+    id = "vip"
+    label = "VIP buyers"
+    audiences = ["vip_buyers", "efdcc4da20554be02e90c563f69bc0ec"]
+    new_list_name = "VIP (Lytics)"
+    field_map = { first_name = "first_name", city = "location.city", ltv = "properties.ltv" }
+
+A mistake raises :class:`JobsFileError` whose message names the job and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from worker.settings import ConfigurationError
+
+STANDARD_FIELDS = frozenset(
+    {"email", "phone_number", "external_id", "first_name", "last_name", "organization", "locale",
+     "title", "image"}
+)
+LOCATION_FIELDS = frozenset(
+    {"address1", "address2", "city", "country", "region", "zip", "timezone", "ip", "latitude",
+     "longitude"}
+)
+_PROPERTY = re.compile(r"^properties\.[^.\s][^\s]*$")
+_JOB_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class JobsFileError(ConfigurationError):
+    """The jobs file is missing, unreadable or describes an impossible job."""
+
+
+def check_klaviyo_field(target: str) -> str:
+    """Accept a standard attribute, ``location.<part>`` or ``properties.<name>``."""
+    if target in STANDARD_FIELDS - {"email"}:
+        return target
+    if target.startswith("location.") and target.split(".", 1)[1] in LOCATION_FIELDS:
+        return target
+    if _PROPERTY.match(target):
+        return target
+    raise ValueError(
+        f"unknown Klaviyo field {target!r}: use a standard attribute "
+        f"({', '.join(sorted(STANDARD_FIELDS - {'email'}))}), location.<part> or properties.<name>"
+    )
+
+
+class ExportJob(BaseModel):
+    """One Lytics→Klaviyo export: which audiences feed which list, and how."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=_JOB_ID)
+    label: str = ""
+    description: str = ""
+    audiences: tuple[str, ...] = Field(min_length=1)
+    list_id: str | None = None
+    new_list_name: str | None = Field(default=None, min_length=1, max_length=255)
+    email_field: str = "email"
+    field_map: dict[str, str] = Field(default_factory=dict)
+    force_add: bool = False
+    backfill: bool = True
+    api_key_env: str = Field(default="KLAVIYO_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    webhook_token_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+    @field_validator("audiences")
+    @classmethod
+    def _audiences_named(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not a.strip() for a in value):
+            raise ValueError("an audience id or slug is empty")
+        return tuple(dict.fromkeys(a.strip() for a in value))
+
+    @field_validator("field_map")
+    @classmethod
+    def _fields_known(cls, value: dict[str, str]) -> dict[str, str]:
+        for target in value.values():
+            check_klaviyo_field(target)
+        return value
+
+    @model_validator(mode="after")
+    def _one_target_per_field(self) -> ExportJob:
+        targets = list(self.field_map.values())
+        doubled = {t for t in targets if targets.count(t) > 1}
+        if doubled:
+            raise ValueError(f"Klaviyo field(s) mapped twice: {', '.join(sorted(doubled))}")
+        return self
+
+    def selects(self, audience: str) -> bool:
+        """True when ``audience`` (a segment id or slug) is one this job exports."""
+        return audience in self.audiences
+
+    def list_name(self, today: datetime | None = None) -> str:
+        """The name of the list to find or create when no ``list_id`` is given."""
+        day = (today or datetime.now(UTC)).strftime("%Y-%m-%d")
+        return self.new_list_name or f"Lytics {day}"
+
+    def lytics_fields(self) -> tuple[str, ...]:
+        """The Lytics fields this job reads: the email field first, then the mapped ones."""
+        return tuple(dict.fromkeys((self.email_field, *self.field_map)))
+
+    def api_key(self, environ: dict[str, str] | None = None) -> str:
+        """This job's Klaviyo private key, from ``api_key_env``; never logged."""
+        env = os.environ if environ is None else environ
+        key = env.get(self.api_key_env, "")
+        if not key:
+            raise JobsFileError(f"job {self.id!r}: environment variable {self.api_key_env} is not set")
+        return key
+
+
+class JobsFile(BaseModel):
+    """The whole jobs file: ids must be unique."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jobs: tuple[ExportJob, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> JobsFile:
+        ids = [j.id for j in self.jobs]
+        doubled = sorted({i for i in ids if ids.count(i) > 1})
+        if doubled:
+            raise ValueError(f"duplicate job id(s): {', '.join(doubled)}")
+        return self
+
+    def get(self, job_id: str) -> ExportJob:
+        for job in self.jobs:
+            if job.id == job_id:
+                return job
+        raise KeyError(job_id)
+
+
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
+    err = exc.errors()[0]
+    loc = list(err["loc"])
+    where = "jobs file"
+    if len(loc) >= 2 and loc[0] == "jobs" and isinstance(loc[1], int):
+        jobs = raw.get("jobs") or []
+        job_id = jobs[loc[1]].get("id", f"#{loc[1] + 1}") if loc[1] < len(jobs) else f"#{loc[1] + 1}"
+        where = f"job {job_id!r}"
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc)
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {field}: {msg}" if field else f"{where}: {msg}"
+
+
+def parse_jobs(text: str) -> JobsFile:
+    """Parse and validate jobs-file text; raise JobsFileError with one readable line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise JobsFileError(f"jobs file is not valid TOML: {exc}") from None
+    try:
+        return JobsFile.model_validate(raw)
+    except ValidationError as exc:
+        raise JobsFileError(_describe(exc, raw)) from None
+
+
+def load_jobs(path: Path) -> JobsFile:
+    """Read the jobs file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JobsFileError(f"cannot read jobs file {path}: {exc.strerror}") from None
+    return parse_jobs(text)
+
+
+def check_keys(jobs: JobsFile, environ: dict[str, str] | None = None) -> list[str]:
+    """Problems with the jobs' Klaviyo keys (missing or not private keys), one line each."""
+    problems = []
+    for job in jobs.jobs:
+        try:
+            key = job.api_key(environ)
+        except JobsFileError as exc:
+            problems.append(str(exc))
+            continue
+        if not key.startswith("pk_"):
+            problems.append(f"job {job.id!r}: {job.api_key_env} is not a Klaviyo private key (pk_…)")
+    return problems

@@ -1,0 +1,73 @@
+"""Typed settings, read from the environment and an optional ``.env`` file.
+
+Every value is validated when first read; a bad value stops the program with one
+line that names the variable (see :func:`load_settings`). Secrets are
+``SecretStr`` so that neither ``repr`` nor logs can show them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, RedisDsn, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class ConfigurationError(Exception):
+    """A setting or a jobs file is wrong; the message says which and why."""
+
+
+class Settings(BaseSettings):
+    """Everything the worker, the producers and the CLI read from the environment."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    klaviyo_api_key: SecretStr | None = None
+    klaviyo_base_url: AnyHttpUrl = AnyHttpUrl("https://a.klaviyo.com")
+    klaviyo_revision: str = Field(default="2026-07-15", pattern=r"^\d{4}-\d{2}-\d{2}(\.pre)?$")
+    export_jobs_file: Path = Path("jobs.toml")
+    webhook_token: SecretStr | None = None
+    lytics_api_token: SecretStr | None = None
+    lytics_base_url: AnyHttpUrl = AnyHttpUrl("https://api.lytics.io")
+    sentry_dsn: SecretStr | None = None
+    # Operational knobs: defaults suit production; tests shorten them.
+    key_prefix: str = Field(default="kae", pattern=r"^[A-Za-z0-9_.:-]+$")
+    flush_interval_seconds: PositiveFloat = 1.0
+    flush_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    rate_limit_headroom: float = Field(default=0.9, gt=0, le=1)
+    rate_limit_speed: PositiveFloat = 1.0
+    http_connect_timeout: PositiveFloat = 5.0
+    http_read_timeout: PositiveFloat = 30.0
+    visibility_timeout_seconds: int = Field(default=1800, ge=10)
+    lease_seconds: PositiveFloat = 120.0
+    max_deliveries: int = Field(default=5, ge=1)
+    webhook_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    webhook_max_queue_depth: int = Field(default=100_000, ge=1)
+
+    @field_validator("klaviyo_api_key")
+    @classmethod
+    def _key_looks_private(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("pk_"):
+            raise ValueError("a Klaviyo private API key starts with 'pk_'")
+        return value
+
+
+def describe_error(exc: ValidationError) -> str:
+    """Turn a pydantic error into one line naming the variable, never its value."""
+    first = exc.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    return f"invalid setting {name}: {first['msg']}"
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Read the settings once per process; raise ConfigurationError with one line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_error(exc)) from None
