@@ -81,7 +81,9 @@ class KlaviyoError(Exception):
 class KlaviyoRetriableError(KlaviyoError):
     """The same request may succeed later."""
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, status)
         self.args = (message, status, retry_after)
         self.retry_after = retry_after
@@ -98,7 +100,9 @@ class TransientError(KlaviyoRetriableError):
 class KlaviyoFatalError(KlaviyoError):
     """Retrying the same request cannot help."""
 
-    def __init__(self, message: str, status: int | None = None, problems: tuple[Problem, ...] = ()) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, problems: tuple[Problem, ...] = ()
+    ) -> None:
         super().__init__(message, status)
         self.args = (message, status, problems)
         self.problems = problems

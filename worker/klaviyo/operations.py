@@ -35,47 +35,101 @@ GET_LIST_PROFILES = Operation(
     "get_profiles_for_list", "GET", "/api/lists/{id}/profiles", 75, 750, max_items=100
 )
 GET_LIST_PROFILE_IDS = Operation(
-    "get_profile_ids_for_list", "GET", "/api/lists/{id}/relationships/profiles", 75, 750, max_items=1000
+    "get_profile_ids_for_list",
+    "GET",
+    "/api/lists/{id}/relationships/profiles",
+    75,
+    750,
+    max_items=100,
 )
 ADD_PROFILES_TO_LIST = Operation(
-    "add_profiles_to_list", "POST", "/api/lists/{id}/relationships/profiles", 10, 150, max_items=1000
+    "add_profiles_to_list",
+    "POST",
+    "/api/lists/{id}/relationships/profiles",
+    10,
+    150,
+    max_items=1000,
 )
 REMOVE_PROFILES_FROM_LIST = Operation(
-    "remove_profiles_from_list", "DELETE", "/api/lists/{id}/relationships/profiles", 10, 150, max_items=1000
+    "remove_profiles_from_list",
+    "DELETE",
+    "/api/lists/{id}/relationships/profiles",
+    10,
+    150,
+    max_items=1000,
 )
 GET_PROFILES = Operation("get_profiles", "GET", "/api/profiles", 75, 750, max_items=100)
 PROFILE_IMPORT = Operation(
-    "create_or_update_profile", "POST", "/api/profile-import", 75, 750, max_items=1, max_bytes=100 * KB
+    "create_or_update_profile",
+    "POST",
+    "/api/profile-import",
+    75,
+    750,
+    max_items=1,
+    max_bytes=100 * KB,
 )
 BULK_IMPORT = Operation(
-    "bulk_import_profiles", "POST", "/api/profile-bulk-import-jobs", 10, 150,
-    max_items=10_000, max_bytes=5 * MB,
+    "bulk_import_profiles",
+    "POST",
+    "/api/profile-bulk-import-jobs",
+    10,
+    150,
+    max_items=10_000,
+    max_bytes=5 * MB,
 )
 GET_BULK_IMPORT = Operation(
     "get_bulk_import_profiles_job", "GET", "/api/profile-bulk-import-jobs/{job_id}", 10, 150
 )
 GET_BULK_IMPORT_PROFILES = Operation(
-    "get_profiles_for_bulk_import_profiles_job", "GET",
-    "/api/profile-bulk-import-jobs/{id}/profiles", 10, 150, max_items=100,
+    "get_profiles_for_bulk_import_profiles_job",
+    "GET",
+    "/api/profile-bulk-import-jobs/{id}/profiles",
+    10,
+    150,
+    max_items=100,
 )
 GET_BULK_IMPORT_PROFILE_IDS = Operation(
-    "get_profile_ids_for_bulk_import_profiles_job", "GET",
-    "/api/profile-bulk-import-jobs/{id}/relationships/profiles", 10, 150, max_items=100,
+    "get_profile_ids_for_bulk_import_profiles_job",
+    "GET",
+    "/api/profile-bulk-import-jobs/{id}/relationships/profiles",
+    10,
+    150,
+    max_items=100,
 )
 GET_BULK_IMPORT_ERRORS = Operation(
-    "get_errors_for_bulk_import_profiles_job", "GET",
-    "/api/profile-bulk-import-jobs/{id}/import-errors", 10, 150, max_items=100,
+    "get_errors_for_bulk_import_profiles_job",
+    "GET",
+    "/api/profile-bulk-import-jobs/{id}/import-errors",
+    10,
+    150,
+    max_items=100,
 )
 BULK_SUBSCRIBE = Operation(
-    "bulk_subscribe_profiles", "POST", "/api/profile-subscription-bulk-create-jobs", 75, 750,
+    "bulk_subscribe_profiles",
+    "POST",
+    "/api/profile-subscription-bulk-create-jobs",
+    75,
+    750,
     max_items=1000,
 )
 PROFILE_MAX_BYTES = 100 * KB
 
 ALL: tuple[Operation, ...] = (
-    GET_ACCOUNTS, GET_LISTS, GET_LIST, CREATE_LIST, GET_LIST_PROFILES, GET_LIST_PROFILE_IDS,
-    ADD_PROFILES_TO_LIST, REMOVE_PROFILES_FROM_LIST, GET_PROFILES, PROFILE_IMPORT, BULK_IMPORT,
-    GET_BULK_IMPORT, GET_BULK_IMPORT_PROFILES, GET_BULK_IMPORT_PROFILE_IDS, GET_BULK_IMPORT_ERRORS,
+    GET_ACCOUNTS,
+    GET_LISTS,
+    GET_LIST,
+    CREATE_LIST,
+    GET_LIST_PROFILES,
+    GET_LIST_PROFILE_IDS,
+    ADD_PROFILES_TO_LIST,
+    REMOVE_PROFILES_FROM_LIST,
+    GET_PROFILES,
+    PROFILE_IMPORT,
+    BULK_IMPORT,
+    GET_BULK_IMPORT,
+    GET_BULK_IMPORT_PROFILES,
+    GET_BULK_IMPORT_PROFILE_IDS,
+    GET_BULK_IMPORT_ERRORS,
     BULK_SUBSCRIBE,
 )
 BY_NAME: dict[str, Operation] = {op.name: op for op in ALL}

@@ -1,0 +1,67 @@
+"""The account check: which account a key belongs to, or an AuthError."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import responses
+
+from worker.klaviyo import operations as ops
+from worker.klaviyo.accounts import check_account
+from worker.klaviyo.client import KlaviyoClient
+from worker.klaviyo.errors import AuthError
+from worker.klaviyo.spec import validate_response
+
+BASE = "http://127.0.0.1:9"
+ACCOUNTS = f"{BASE}/api/accounts"
+
+
+@pytest.fixture(name="rsps")
+def _rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock() as mock:
+        yield mock
+
+
+@pytest.fixture(name="client")
+def _client() -> KlaviyoClient:
+    return KlaviyoClient("pk_test", base_url=BASE, revision="2026-07-15")
+
+
+def account(account_id: str) -> dict[str, Any]:
+    """An ``account`` resource object as Klaviyo returns it."""
+    return {"type": "account", "id": account_id, "links": {"self": f"{ACCOUNTS}/{account_id}"},
+            "attributes": {
+                "test_account": False, "timezone": "UTC", "preferred_currency": "USD",
+                "public_api_key": "AbC123", "locale": "en-US",
+                "contact_information": {"default_sender_name": "Shop",
+                                        "default_sender_email": "shop@example.com",
+                                        "organization_name": "Shop", "street_address": {}},
+            }}
+
+
+def test_returns_the_account_id(client: KlaviyoClient, rsps: responses.RequestsMock) -> None:
+    """A valid key yields its account id."""
+    document = {"data": [account("ACC1")], "links": {"self": ACCOUNTS}}
+    validate_response(ops.GET_ACCOUNTS, 200, document)
+    rsps.get(ACCOUNTS, json=document)
+
+    assert check_account(client) == "ACC1"
+
+
+def test_no_account_is_an_auth_error(client: KlaviyoClient, rsps: responses.RequestsMock) -> None:
+    """A key that sees no account is treated as a bad key."""
+    rsps.get(ACCOUNTS, json={"data": [], "links": {"self": ACCOUNTS}})
+
+    with pytest.raises(AuthError, match="sees no account"):
+        check_account(client)
+
+
+def test_refused_key(client: KlaviyoClient, rsps: responses.RequestsMock) -> None:
+    """A 401 is an AuthError."""
+    rsps.get(ACCOUNTS, status=401, json={"errors": [{"id": "e", "code": "not_authenticated",
+                                                     "title": "Not authenticated", "detail": "x"}]})
+
+    with pytest.raises(AuthError, match="HTTP 401"):
+        check_account(client)

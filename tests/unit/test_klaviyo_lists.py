@@ -1,0 +1,207 @@
+"""Lists: find by exact name, read, create, and add/remove/read members by profile id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+import responses
+
+from worker.klaviyo import operations as ops
+from worker.klaviyo.client import KlaviyoClient
+from worker.klaviyo.errors import BatchTooLarge, NotFound
+from worker.klaviyo.lists import (
+    KlaviyoList,
+    add_profiles_to_list,
+    create_list,
+    find_list_by_name,
+    get_list,
+    iter_list_profile_ids,
+    iter_list_profiles,
+    remove_profiles_from_list,
+)
+from worker.klaviyo.spec import validate_request, validate_response
+
+BASE = "http://127.0.0.1:9"
+MEMBERS = f"{BASE}/api/lists/L1/relationships/profiles"
+
+
+@pytest.fixture(name="rsps")
+def _rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock() as mock:
+        yield mock
+
+
+@pytest.fixture(name="client")
+def _client() -> KlaviyoClient:
+    return KlaviyoClient("pk_test", base_url=BASE, revision="2026-07-15")
+
+
+def list_resource(list_id: str, name: str, opt_in: str | None = "single_opt_in") -> dict[str, Any]:
+    """A ``list`` resource object as Klaviyo returns it."""
+    return {"type": "list", "id": list_id, "links": {"self": f"{BASE}/api/lists/{list_id}"},
+            "attributes": {"name": name, "opt_in_process": opt_in}}
+
+
+def collection(items: list[dict[str, Any]], cursor: str | None = None) -> dict[str, Any]:
+    """A collection page; ``cursor`` makes links.next point to the next page."""
+    links = {"self": f"{BASE}/api/lists"}
+    if cursor:
+        links["next"] = f"{BASE}/api/lists?page%5Bcursor%5D={cursor}"
+    return {"data": items, "links": links}
+
+
+def sent(call: Any) -> dict[str, Any]:
+    """The JSON body of a recorded request."""
+    body: dict[str, Any] = orjson.loads(call.request.body)
+    return body
+
+
+def query(call: Any) -> dict[str, list[str]]:
+    """The decoded query string of a recorded request."""
+    return parse_qs(urlsplit(call.request.url).query)
+
+
+class TestFindListByName:
+    """Only an exact name match counts, across every page."""
+
+    def test_exact_match_on_a_later_page(
+        self, client: KlaviyoClient, rsps: responses.RequestsMock
+    ) -> None:
+        """Given near-misses on page one, the exact name on page two is returned."""
+        first = collection([list_resource("L0", "Buyers 2")], cursor="c2")
+        second = collection([list_resource("L1", "Buyers", "double_opt_in")])
+        validate_response(ops.GET_LISTS, 200, first)
+        rsps.get(f"{BASE}/api/lists", json=first)
+        rsps.get(f"{BASE}/api/lists", json=second)
+
+        found = find_list_by_name(client, "Buyers")
+
+        assert found == KlaviyoList("L1", "Buyers", "double_opt_in")
+        assert query(rsps.calls[0]) == {"filter": ['equals(name,"Buyers")'], "page[size]": ["10"]}
+        assert query(rsps.calls[1])["page[cursor]"] == ["c2"]
+
+    def test_no_match(self, client: KlaviyoClient, rsps: responses.RequestsMock) -> None:
+        """No list of that name gives None."""
+        rsps.get(f"{BASE}/api/lists", json=collection([]))
+
+        assert find_list_by_name(client, "Nobody") is None
+
+    def test_name_is_quoted(self, client: KlaviyoClient, rsps: responses.RequestsMock) -> None:
+        """Quotes and backslashes in a name are escaped inside the filter string."""
+        rsps.get(f"{BASE}/api/lists", json=collection([]))
+
+        find_list_by_name(client, 'VIP "gold" \\ list')
+
+        assert query(rsps.calls[0])["filter"] == ['equals(name,"VIP \\"gold\\" \\\\ list")']
+
+
+class TestReadAndCreate:
+    """Reading and creating a list."""
+
+    def test_get_list(self, client: KlaviyoClient, rsps: responses.RequestsMock) -> None:
+        """A list is read by id."""
+        document = {"data": list_resource("L1", "Buyers")}
+        validate_response(ops.GET_LIST, 200, document)
+        rsps.get(f"{BASE}/api/lists/L1", json=document)
+
+        assert get_list(client, "L1") == KlaviyoList("L1", "Buyers", "single_opt_in")
+
+    def test_get_missing_list(self, client: KlaviyoClient, rsps: responses.RequestsMock) -> None:
+        """A missing list raises NotFound."""
+        rsps.get(f"{BASE}/api/lists/NOPE", status=404, json={"errors": []})
+
+        with pytest.raises(NotFound):
+            get_list(client, "NOPE")
+
+    @pytest.mark.parametrize("opt_in", [None, "single_opt_in", "double_opt_in"])
+    def test_create_list(
+        self, client: KlaviyoClient, rsps: responses.RequestsMock, opt_in: str | None
+    ) -> None:
+        """The body is spec-valid; opt_in_process is sent only when given."""
+        document = {"data": list_resource("L9", "New", opt_in)}
+        validate_response(ops.CREATE_LIST, 201, document)
+        rsps.post(f"{BASE}/api/lists", status=201, json=document)
+
+        created = create_list(client, "New", opt_in)
+
+        body = sent(rsps.calls[0])
+        validate_request(ops.CREATE_LIST, body)
+        assert ("opt_in_process" in body["data"]["attributes"]) is (opt_in is not None)
+        assert created.id == "L9"
+
+    def test_create_list_refuses_unknown_opt_in(
+        self, client: KlaviyoClient, rsps: responses.RequestsMock
+    ) -> None:
+        """An unknown opt-in process is a ValueError and nothing is sent."""
+        with pytest.raises(ValueError, match="opt_in_process"):
+            create_list(client, "New", "triple_opt_in")
+        assert len(rsps.calls) == 0
+
+
+class TestMembers:
+    """Members are added and removed by profile id, consent untouched."""
+
+    @pytest.mark.parametrize(("function", "method", "op"), [
+        (add_profiles_to_list, "POST", ops.ADD_PROFILES_TO_LIST),
+        (remove_profiles_from_list, "DELETE", ops.REMOVE_PROFILES_FROM_LIST),
+    ])
+    def test_body_names_profile_ids(
+        self, client: KlaviyoClient, rsps: responses.RequestsMock,
+        function: Any, method: str, op: ops.Operation,
+    ) -> None:
+        """The ids go out as profile identifiers in a spec-valid body."""
+        rsps.add(method, MEMBERS, status=204)
+
+        function(client, "L1", ["P1", "P2"])
+
+        body = sent(rsps.calls[0])
+        validate_request(op, body)
+        assert body == {"data": [{"type": "profile", "id": "P1"}, {"type": "profile", "id": "P2"}]}
+
+    @pytest.mark.parametrize("function", [add_profiles_to_list, remove_profiles_from_list])
+    def test_no_ids_no_call(
+        self, client: KlaviyoClient, rsps: responses.RequestsMock, function: Any
+    ) -> None:
+        """An empty batch sends nothing."""
+        function(client, "L1", [])
+
+        assert len(rsps.calls) == 0
+
+    @pytest.mark.parametrize("function", [add_profiles_to_list, remove_profiles_from_list])
+    def test_over_cap_refused(
+        self, client: KlaviyoClient, rsps: responses.RequestsMock, function: Any
+    ) -> None:
+        """1,001 ids are refused before sending."""
+        with pytest.raises(BatchTooLarge, match="the cap is 1,000"):
+            function(client, "L1", [f"P{i}" for i in range(1001)])
+        assert len(rsps.calls) == 0
+
+    def test_iter_member_ids(self, client: KlaviyoClient, rsps: responses.RequestsMock) -> None:
+        """Member ids are read 100 to a page."""
+        document = {"data": [{"type": "profile", "id": "P1"}], "links": {"self": MEMBERS}}
+        validate_response(ops.GET_LIST_PROFILE_IDS, 200, document)
+        rsps.get(MEMBERS, json=document)
+
+        assert list(iter_list_profile_ids(client, "L1")) == ["P1"]
+        assert query(rsps.calls[0])["page[size]"] == ["100"]
+
+    def test_iter_members_with_email(
+        self, client: KlaviyoClient, rsps: responses.RequestsMock
+    ) -> None:
+        """Members come with their email, None for a phone-only profile."""
+        joined = "2024-01-01T00:00:00+00:00"
+        document = {"data": [
+            {"type": "profile", "id": "P1", "links": {"self": f"{BASE}/api/profiles/P1"},
+             "attributes": {"email": "ann@example.com", "joined_group_at": joined}},
+            {"type": "profile", "id": "P2", "links": {"self": f"{BASE}/api/profiles/P2"},
+             "attributes": {"email": None, "joined_group_at": joined}},
+        ], "links": {"self": f"{BASE}/api/lists/L1/profiles"}}
+        validate_response(ops.GET_LIST_PROFILES, 200, document)
+        rsps.get(f"{BASE}/api/lists/L1/profiles", json=document)
+
+        assert list(iter_list_profiles(client, "L1")) == [("P1", "ann@example.com"), ("P2", None)]
+        assert query(rsps.calls[0])["fields[profile]"] == ["email"]

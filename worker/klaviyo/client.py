@@ -1,0 +1,310 @@
+"""One configured HTTP session per Klaviyo key, and one table from status to action.
+
+:class:`KlaviyoClient` sends one request per :meth:`KlaviyoClient.call` and turns the
+answer into a :class:`KlaviyoResponse` or into an exception from
+:mod:`worker.klaviyo.errors`. It never sleeps and never retries: callers decide
+from the exception's type. Batches over an operation's caps are refused before
+anything is sent. Neither the key nor an unmasked email ever reaches a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from importlib import metadata
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from worker.klaviyo.errors import (
+    AuthError,
+    InvalidRequest,
+    KlaviyoError,
+    NotFound,
+    Problem,
+    RateLimited,
+    TransientError,
+    redact,
+)
+from worker.klaviyo.operations import Operation
+from worker.klaviyo.spec import check_caps
+from worker.settings import load_settings
+
+JSON_API = "application/vnd.api+json"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("klaviyo-audience-export")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+USER_AGENT = f"klaviyo-audience-export/{_version()}"
+
+
+@dataclass(frozen=True)
+class KlaviyoResponse:
+    """A successful answer: its status, its parsed JSON:API document (or None) and headers."""
+
+    status: int
+    document: dict[str, Any] | None
+    headers: Mapping[str, str]
+
+
+def fingerprint(api_key: str) -> str:
+    """The non-secret account fingerprint: the first 12 hex digits of SHA-256 of the key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+_SECONDS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*")
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP-date; else None."""
+    if value is None:
+        return None
+    if match := _SECONDS.fullmatch(value):
+        return float(match.group(1))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _problems(document: dict[str, Any] | None, status: int) -> tuple[Problem, ...]:
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not isinstance(errors, list):
+        return ()
+    return tuple(Problem.from_json(e, status) for e in errors if isinstance(e, dict))
+
+
+def _message(op: Operation, status: int, problems: tuple[Problem, ...]) -> str:
+    head = f"{op.name} ({op.method} {op.path}) answered HTTP {status}"
+    first = problems[0] if problems else None
+    said = f": {first.title}: {first.detail}" if first else ""
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return redact(f"{head}{said}{more}")
+
+
+# A factory turns (message, status, headers, problems) into the exception to raise.
+_Factory = Callable[[str, int, Mapping[str, str], tuple[Problem, ...]], KlaviyoError]
+
+
+def _retriable(kind: type[RateLimited | TransientError]) -> _Factory:
+    return lambda msg, status, headers, _: kind(
+        msg, status, retry_after=parse_retry_after(headers.get("Retry-After"))
+    )
+
+
+def _fatal(kind: type[AuthError | InvalidRequest | NotFound]) -> _Factory:
+    return lambda msg, status, _, problems: kind(msg, status, problems=problems)
+
+
+# THE table from status (or status class) to action. Exact statuses win over classes;
+# a class not listed (1xx, 6xx+) is treated like 5xx.
+ACTIONS: dict[int | str, _Factory | None] = {
+    "2xx": None,  # success: return the response
+    "3xx": _retriable(TransientError),  # redirects are not followed: a proxy or a wrong base URL
+    400: _fatal(InvalidRequest),  # bad body: problems name the items
+    401: _fatal(AuthError),  # wrong or revoked key: stop the job, tell a person
+    403: _fatal(AuthError),  # key lacks a scope: same
+    404: _fatal(NotFound),  # list or job does not exist
+    408: _retriable(TransientError),  # request timeout: send it again later
+    409: _fatal(InvalidRequest),  # conflict (duplicate list name, ...)
+    422: _fatal(InvalidRequest),  # well-formed but refused
+    429: _retriable(RateLimited),  # over burst or steady window: honour Retry-After
+    "4xx": _fatal(InvalidRequest),  # any other 4xx: the request itself is wrong
+    "5xx": _retriable(TransientError),  # Klaviyo is down or overloaded: try later
+}
+
+
+def action_for(status: int) -> _Factory | None:
+    """The table row for ``status``: its exact entry, else its class's, else the 5xx row."""
+    if status in ACTIONS:
+        return ACTIONS[status]
+    return ACTIONS.get(f"{status // 100}xx", ACTIONS["5xx"])
+
+
+_TRANSPORT_ERRORS = (
+    requests.Timeout,
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+class KlaviyoClient:
+    """A Klaviyo API client for one private key: one session, one pool, no retries."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str,
+        revision: str,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        pool_size: int = 16,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.revision = revision
+        self.timeout = (connect_timeout, read_timeout)
+        self._account = fingerprint(api_key)
+        self._session = _session(api_key, revision, pool_size)
+
+    @property
+    def account(self) -> str:
+        """The account fingerprint used for rate-limit and cache keys (never the key)."""
+        return self._account
+
+    def __repr__(self) -> str:
+        return (
+            f"KlaviyoClient(account={self._account!r}, base_url={self.base_url!r}, "
+            f"revision={self.revision!r})"
+        )
+
+    def close(self) -> None:
+        """Close the session's pooled connections."""
+        self._session.close()
+
+    def call(
+        self,
+        op: Operation,
+        *,
+        path: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> KlaviyoResponse:
+        """Send ``op`` once; return the 2xx answer or raise the table's exception."""
+        data = orjson.dumps(body) if body is not None else None
+        check_caps(op, body, data, params)
+        response = self._send(op, _url(self.base_url, op, path), params, data)
+        document = _document(op, response)
+        factory = action_for(response.status_code)
+        if factory is not None:
+            problems = _problems(document, response.status_code)
+            message = _message(op, response.status_code, problems)
+            raise factory(message, response.status_code, response.headers, problems)
+        return KlaviyoResponse(response.status_code, document, response.headers)
+
+    def _send(
+        self, op: Operation, url: str, params: dict[str, str] | None, data: bytes | None
+    ) -> requests.Response:
+        try:
+            return self._session.request(
+                op.method, url, params=params, data=data,
+                timeout=self.timeout, allow_redirects=False,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            # ``from None``: requests' exception carries the URL (emails in filters).
+            message = f"{op.name} ({op.method} {op.path}) failed: {type(exc).__name__}"
+            raise TransientError(message) from None
+
+
+def _session(api_key: str, revision: str, pool_size: int) -> requests.Session:
+    session = requests.Session()
+    session.headers.update({
+        "Authorization": f"Klaviyo-API-Key {api_key}",
+        "revision": revision,
+        "Accept": JSON_API,
+        "Content-Type": JSON_API,
+        "User-Agent": USER_AGENT,
+    })
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _url(base_url: str, op: Operation, path: dict[str, str] | None) -> str:
+    values = {name: quote(value, safe="") for name, value in (path or {}).items()}
+    try:
+        return base_url + op.path.format(**values)
+    except KeyError as exc:
+        raise ValueError(f"{op.name}: path parameter {exc.args[0]!r} is missing") from None
+
+
+def _document(op: Operation, response: requests.Response) -> dict[str, Any] | None:
+    if not response.content:
+        return None
+    try:
+        parsed = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return parsed
+    if 200 <= response.status_code < 300:
+        raise TransientError(
+            f"{op.name} ({op.method} {op.path}) answered HTTP {response.status_code} "
+            "with a body that is not a JSON object",
+            response.status_code,
+        )
+    return None
+
+
+_CLIENTS: dict[tuple[str, str, str, float, float, int], KlaviyoClient] = {}
+_LOCK = threading.Lock()
+
+
+def client_for(
+    api_key: str,
+    *,
+    base_url: str,
+    revision: str,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    pool_size: int = 16,
+) -> KlaviyoClient:
+    """This process's client for ``api_key`` and these settings, created once."""
+    digest = hashlib.sha256(api_key.encode()).hexdigest()
+    key = (digest, base_url.rstrip("/"), revision, connect_timeout, read_timeout, pool_size)
+    with _LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = KlaviyoClient(
+                api_key, base_url=base_url, revision=revision, connect_timeout=connect_timeout,
+                read_timeout=read_timeout, pool_size=pool_size,
+            )
+        return client
+
+
+def from_settings(api_key: str) -> KlaviyoClient:
+    """The cached client for ``api_key``, with base URL, revision and timeouts from settings."""
+    settings = load_settings()
+    return client_for(
+        api_key,
+        base_url=str(settings.klaviyo_base_url),
+        revision=settings.klaviyo_revision,
+        connect_timeout=settings.http_connect_timeout,
+        read_timeout=settings.http_read_timeout,
+    )
+
+
+def reset_clients() -> None:
+    """Close and forget every cached client (tests; a forked child only forgets)."""
+    with _LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
+
+
+def _forget_after_fork() -> None:
+    global _LOCK  # noqa: PLW0603 - a lock held at fork time stays held in the child
+    _LOCK = threading.Lock()
+    _CLIENTS.clear()  # the parent's sockets must not be shared with a child
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

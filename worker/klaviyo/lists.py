@@ -1,0 +1,108 @@
+"""Klaviyo lists: find, read and create them; add, remove and read their members.
+
+Adding and removing take profile **ids** (at most 1,000 per call) and leave consent
+untouched; use :mod:`worker.klaviyo.subscriptions` to subscribe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from worker.klaviyo import operations as ops
+from worker.klaviyo.client import KlaviyoClient
+from worker.klaviyo.pagination import SIZE, iter_resources, page_size, quote_filter_value
+
+OPT_IN_PROCESSES = frozenset({"single_opt_in", "double_opt_in"})
+
+
+@dataclass(frozen=True)
+class KlaviyoList:
+    """A list as Klaviyo describes it."""
+
+    id: str
+    name: str
+    opt_in_process: str | None
+
+    @classmethod
+    def from_resource(cls, resource: dict[str, Any]) -> KlaviyoList:
+        """Build from a JSON:API ``list`` resource object."""
+        attributes = resource.get("attributes") or {}
+        return cls(
+            id=str(resource["id"]),
+            name=str(attributes.get("name") or ""),
+            opt_in_process=attributes.get("opt_in_process"),
+        )
+
+
+def find_list_by_name(client: KlaviyoClient, name: str) -> KlaviyoList | None:
+    """The list whose name is exactly ``name``, or None; pages through every match."""
+    params = {"filter": f"equals(name,{quote_filter_value(name)})", SIZE: page_size(ops.GET_LISTS)}
+    for resource in iter_resources(client, ops.GET_LISTS, params=params):
+        found = KlaviyoList.from_resource(resource)
+        if found.name == name:
+            return found
+    return None
+
+
+def get_list(client: KlaviyoClient, list_id: str) -> KlaviyoList:
+    """The list ``list_id``; raises NotFound when it does not exist."""
+    document = client.call(ops.GET_LIST, path={"id": list_id}).document or {}
+    return KlaviyoList.from_resource(document["data"])
+
+
+def create_list_body(name: str, opt_in_process: str | None = None) -> dict[str, Any]:
+    """The ``create_list`` request body; ``opt_in_process`` omitted uses the account default."""
+    if opt_in_process is not None and opt_in_process not in OPT_IN_PROCESSES:
+        raise ValueError(f"opt_in_process must be one of {sorted(OPT_IN_PROCESSES)}")
+    attributes: dict[str, Any] = {"name": name}
+    if opt_in_process is not None:
+        attributes["opt_in_process"] = opt_in_process
+    return {"data": {"type": "list", "attributes": attributes}}
+
+
+def create_list(
+    client: KlaviyoClient, name: str, opt_in_process: str | None = None
+) -> KlaviyoList:
+    """Create a list (at most 150 a day per account) and return it."""
+    body = create_list_body(name, opt_in_process)
+    document = client.call(ops.CREATE_LIST, body=body).document or {}
+    return KlaviyoList.from_resource(document["data"])
+
+
+def members_body(profile_ids: Sequence[str]) -> dict[str, Any]:
+    """The body naming ``profile_ids`` for adding to or removing from a list."""
+    return {"data": [{"type": "profile", "id": profile_id} for profile_id in profile_ids]}
+
+
+def add_profiles_to_list(client: KlaviyoClient, list_id: str, profile_ids: Sequence[str]) -> None:
+    """Add profiles to a list without changing consent (≤1,000 ids; none sends nothing)."""
+    if profile_ids:
+        client.call(ops.ADD_PROFILES_TO_LIST, path={"id": list_id}, body=members_body(profile_ids))
+
+
+def remove_profiles_from_list(
+    client: KlaviyoClient, list_id: str, profile_ids: Sequence[str]
+) -> None:
+    """Remove profiles from a list, consent untouched (≤1,000 ids; none sends nothing)."""
+    if profile_ids:
+        client.call(
+            ops.REMOVE_PROFILES_FROM_LIST, path={"id": list_id}, body=members_body(profile_ids)
+        )
+
+
+def iter_list_profile_ids(client: KlaviyoClient, list_id: str) -> Iterator[str]:
+    """The id of every member of ``list_id``, page by page."""
+    op = ops.GET_LIST_PROFILE_IDS
+    params = {SIZE: page_size(op)}
+    for resource in iter_resources(client, op, path={"id": list_id}, params=params):
+        yield str(resource["id"])
+
+
+def iter_list_profiles(client: KlaviyoClient, list_id: str) -> Iterator[tuple[str, str | None]]:
+    """``(id, email)`` of every member of ``list_id``; email is None for phone-only profiles."""
+    op = ops.GET_LIST_PROFILES
+    params = {SIZE: page_size(op), "fields[profile]": "email"}
+    for resource in iter_resources(client, op, path={"id": list_id}, params=params):
+        yield str(resource["id"]), (resource.get("attributes") or {}).get("email")
