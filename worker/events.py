@@ -33,8 +33,12 @@ class AudienceEvent(BaseModel):
 
     def to_wire(self) -> dict[str, Any]:
         """A JSON-safe dict for a Celery message."""
-        return {"audience": self.audience, "action": self.action.value, "ts_ns": self.ts_ns,
-                "profile": self.profile}
+        return {
+            "audience": self.audience,
+            "action": self.action.value,
+            "ts_ns": self.ts_ns,
+            "profile": self.profile,
+        }
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> AudienceEvent:

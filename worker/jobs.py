@@ -26,12 +26,31 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from worker.settings import ConfigurationError
 
 STANDARD_FIELDS = frozenset(
-    {"email", "phone_number", "external_id", "first_name", "last_name", "organization", "locale",
-     "title", "image"}
+    {
+        "email",
+        "phone_number",
+        "external_id",
+        "first_name",
+        "last_name",
+        "organization",
+        "locale",
+        "title",
+        "image",
+    }
 )
 LOCATION_FIELDS = frozenset(
-    {"address1", "address2", "city", "country", "region", "zip", "timezone", "ip", "latitude",
-     "longitude"}
+    {
+        "address1",
+        "address2",
+        "city",
+        "country",
+        "region",
+        "zip",
+        "timezone",
+        "ip",
+        "latitude",
+        "longitude",
+    }
 )
 _PROPERTY = re.compile(r"^properties\.[^.\s][^\s]*$")
 _JOB_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -113,7 +132,9 @@ class ExportJob(BaseModel):
         env = os.environ if environ is None else environ
         key = env.get(self.api_key_env, "")
         if not key:
-            raise JobsFileError(f"job {self.id!r}: environment variable {self.api_key_env} is not set")
+            raise JobsFileError(
+                f"job {self.id!r}: environment variable {self.api_key_env} is not set"
+            )
         return key
 
 
@@ -145,7 +166,9 @@ def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
     where = "jobs file"
     if len(loc) >= 2 and loc[0] == "jobs" and isinstance(loc[1], int):
         jobs = raw.get("jobs") or []
-        job_id = jobs[loc[1]].get("id", f"#{loc[1] + 1}") if loc[1] < len(jobs) else f"#{loc[1] + 1}"
+        job_id = (
+            jobs[loc[1]].get("id", f"#{loc[1] + 1}") if loc[1] < len(jobs) else f"#{loc[1] + 1}"
+        )
         where = f"job {job_id!r}"
         loc = loc[2:]
     field = ".".join(str(p) for p in loc)
@@ -184,5 +207,7 @@ def check_keys(jobs: JobsFile, environ: dict[str, str] | None = None) -> list[st
             problems.append(str(exc))
             continue
         if not key.startswith("pk_"):
-            problems.append(f"job {job.id!r}: {job.api_key_env} is not a Klaviyo private key (pk_…)")
+            problems.append(
+                f"job {job.id!r}: {job.api_key_env} is not a Klaviyo private key (pk_…)"
+            )
     return problems

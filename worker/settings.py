@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     http_read_timeout: PositiveFloat = 30.0
     visibility_timeout_seconds: int = Field(default=1800, ge=10)
     lease_seconds: PositiveFloat = 120.0
+    subscribe_settle_seconds: float = Field(default=30.0, ge=0)
+    flush_parallelism: int = Field(default=4, ge=1, le=64)
+    poll_interval_seconds: PositiveFloat = 1.0
     max_deliveries: int = Field(default=5, ge=1)
     webhook_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     webhook_max_queue_depth: int = Field(default=100_000, ge=1)

@@ -1,14 +1,65 @@
-"""`klaviyo-export status` (not yet implemented)."""
+"""``klaviyo-export status [JOB] [--json]``: what each job did, in numbers."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
+
+import redis
+
+from producers.cli import UserError
+from worker.counters import JobCounters
+from worker.jobs import load_jobs
+from worker.jobstate import JobStateStore
+from worker.keys import JobKeys
+from worker.settings import load_settings
+from worker.state import DesiredState
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("status", help="status (not yet implemented)")
+    parser = sub.add_parser("status", help="show each job's list, state and counters")
+    parser.add_argument("job", nargs="?", help="one job id (default: every job)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
 
+def job_status(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any]:
+    """Everything ``status`` shows for one job, as plain data."""
+    keys = JobKeys(prefix, job_id)
+    state = JobStateStore(client, keys).get()
+    counters = JobCounters(client, prefix, job_id).snapshot()
+    desired = DesiredState(client, keys)
+    return {
+        "job": job_id, "status": state.status.value, "list_id": state.list_id, "reason": state.reason,
+        "pending": desired.pending_count(), "inflight": desired.inflight_count(), **counters.as_dict(),
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    omitted = row.get("omitted") or {}
+    parts = [f"{row['job']}: {row['status']}", f"list {row['list_id'] or '-'}",
+             f"added {row['added']}", f"removed {row['removed']}",
+             f"omitted {sum(omitted.values())}" + (f" {omitted}" if omitted else ""),
+             f"failed {row['failed']}", f"dead-lettered {row['dead_lettered']}",
+             f"pending {row['pending']}"]
+    if row.get("reason"):
+        parts.append(f"reason: {row['reason']}")
+    if row.get("last_error"):
+        parts.append(f"last error: {row['last_error']}")
+    return ", ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("status")
+    settings = load_settings()
+    jobs = load_jobs(settings.export_jobs_file)
+    ids = [j.id for j in jobs.jobs]
+    if args.job and args.job not in ids:
+        raise UserError(f"no job {args.job!r} in {settings.export_jobs_file} (jobs: {', '.join(ids)})")
+    client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
+    try:
+        rows = [job_status(client, settings.key_prefix, j) for j in ([args.job] if args.job else ids)]
+    except redis.RedisError as exc:
+        raise UserError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+    print(json.dumps(rows, indent=2) if args.json else "\n".join(_line(r) for r in rows))
+    return 0

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_EMAIL = re.compile(r"[^\s@\"'<>,;:()\[\]]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}")
 
 
 def redact(text: str) -> str:

@@ -1,0 +1,71 @@
+"""The Celery app: broker on Redis, configured for no loss (see celery-redis notes §0-§1).
+
+``celery -A worker worker`` and ``celery -A worker beat`` find ``app`` here
+through ``worker/__init__.py``. Tasks live in ``worker.tasks``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Queue
+
+from worker.settings import Settings, load_settings
+
+QUEUES = ("realtime", "backfill", "maintenance")
+
+
+def _result_url(broker_url: str) -> str:
+    """Chord results live beside the broker; only backfill chunks store results."""
+    return broker_url
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Every setting here is chosen for at-least-once delivery without loss."""
+    url = str(settings.redis_url)
+    vt = settings.visibility_timeout_seconds
+    return {
+        "broker_url": url,
+        "result_backend": _result_url(url),
+        "broker_transport_options": {
+            "visibility_timeout": vt,
+            "socket_keepalive": True,
+            "global_keyprefix": f"{settings.key_prefix}:celery:",
+        },
+        "result_backend_transport_options": {
+            "visibility_timeout": vt,
+            "global_keyprefix": f"{settings.key_prefix}:celery:",
+        },
+        "visibility_timeout": vt,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_ignore_result": True,
+        "result_expires": 7 * 86400,
+        "result_backend_always_retry": True,
+        "task_time_limit": 300,
+        "task_soft_time_limit": 240,
+        "worker_disable_rate_limits": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": "realtime",
+        "task_queues": [Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "timezone": "UTC",
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    app = Celery("klaviyo_audience_export", include=["worker.tasks"])
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = create_app()

@@ -1,0 +1,159 @@
+"""The engine's plain functions, one per task: record, flush, poll, bootstrap.
+
+Tasks in ``worker.tasks`` only adapt Celery to these; everything here can be
+called (and tested) without a worker.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from worker import imports, runtime
+from worker.backoff import backoff_seconds
+from worker.bootstrap import bootstrap
+from worker.counters import JobCounters
+from worker.deadletter import DeadLetterStore
+from worker.events import AudienceEvent
+from worker.flush import FlushContext, Flusher, FlushOutcome
+from worker.gate import Gate
+from worker.jobs import ExportJob
+from worker.jobstate import JobStateStore, Status
+from worker.keys import JobKeys
+from worker.record import Recorded, record_events
+from worker.settings import load_settings
+from worker.state import DesiredState
+
+Scheduler = Callable[[str, float], None]  # (job_id, countdown) → enqueue a flush
+
+_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+return 1
+"""
+
+
+def _parts(job_id: str) -> tuple[ExportJob, JobKeys, DesiredState]:
+    keys = runtime.job_keys(job_id)
+    return runtime.job(job_id), keys, DesiredState(runtime.redis_client(), keys)
+
+
+def gate_for(job: ExportJob) -> Gate:
+    return Gate(runtime.klaviyo(job), runtime.limiter())
+
+
+def record(job_id: str, events: Sequence[AudienceEvent], schedule: Scheduler) -> Recorded:
+    """Record events, then make sure a flush follows: now when a batch is full, else soon."""
+    job, keys, state = _parts(job_id)
+    counters = JobCounters(runtime.redis_client(), keys.prefix, job_id)
+    result = record_events(job, state, counters, events)
+    if result.changed:
+        request_flush(job_id, state, schedule)
+    return result
+
+
+def request_flush(job_id: str, state: DesiredState, schedule: Scheduler) -> None:
+    settings = load_settings()
+    if state.pending_count() >= settings.flush_batch_size:
+        schedule(job_id, 0.0)
+    elif state.redis.set(
+        state.keys.flush_timer, 1, nx=True, px=int(settings.flush_interval_seconds * 1000)
+    ):
+        schedule(job_id, settings.flush_interval_seconds)
+
+
+def _acquire_slot(state: DesiredState, token: str) -> bool:
+    s = load_settings()
+    now = int(time.time() * 1000)
+    script = state.redis.register_script(_SLOT)
+    lease = now + int(s.lease_seconds * 1000)
+    return bool(script(keys=[state.keys.flushers], args=[now, lease, s.flush_parallelism, token]))
+
+
+def ensure_ready(job: ExportJob, store: JobStateStore) -> str | None:
+    """The job's list id when it may call Klaviyo; bootstraps a new job first."""
+    current = store.get()
+    if current.status is Status.NEW:
+        return bootstrap(job, store, gate_for(job))
+    return current.list_id if current.can_call else None
+
+
+def flush(
+    job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]
+) -> FlushOutcome:
+    """Flush one batch of the job's pending users, and line up what follows."""
+    job, keys, state = _parts(job_id)
+    store = JobStateStore(state.redis, keys)
+    list_id = ensure_ready(job, store)
+    if list_id is None:
+        return FlushOutcome(stopped=store.get().reason or "job is not ready")
+    token = uuid.uuid4().hex
+    if not _acquire_slot(state, token):
+        return FlushOutcome()
+    try:
+        if state.pending_count() > 2 * load_settings().flush_batch_size:
+            schedule(job_id, 0.0)  # widen: another flusher can take the next batch
+        outcome = Flusher(_context(job, list_id, state, store, schedule_poll)).run()
+    finally:
+        state.redis.zrem(keys.flushers, token)
+    _follow_up(job_id, state, outcome, schedule)
+    return outcome
+
+
+def _context(
+    job: ExportJob,
+    list_id: str,
+    state: DesiredState,
+    store: JobStateStore,
+    schedule_poll: Callable[[str, str], None],
+) -> FlushContext:
+    s = load_settings()
+    batch = 10_000 if job.force_add else s.flush_batch_size
+    return FlushContext(
+        job=job,
+        list_id=list_id,
+        state=state,
+        jobstate=store,
+        gate=gate_for(job),
+        deadletters=DeadLetterStore(state.redis, state.keys.prefix, job.id),
+        batch_size=batch,
+        lease_seconds=s.lease_seconds,
+        settle_seconds=s.subscribe_settle_seconds,
+        schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
+    )
+
+
+def _follow_up(
+    job_id: str, state: DesiredState, outcome: FlushOutcome, schedule: Scheduler
+) -> None:
+    failures_key = f"{state.keys.base}:flush-failures"
+    if outcome.stopped:
+        return
+    if outcome.transient:
+        failures = int(state.redis.incr(failures_key))
+        state.redis.expire(failures_key, 3600)
+        schedule(job_id, backoff_seconds(failures, base=0.5, cap=60.0))
+        return
+    if outcome.again_in is not None:
+        schedule(job_id, outcome.again_in + random.uniform(0, 0.05))
+        return
+    state.redis.delete(failures_key)
+    if outcome.claimed and state.pending_count():
+        schedule(job_id, 0.0)
+
+
+def poll_import(job_id: str, kjob_id: str) -> float | None:
+    """Poll one Klaviyo import job; return seconds until the next poll, None when finished."""
+    job, keys, state = _parts(job_id)
+    letters = DeadLetterStore(state.redis, keys.prefix, job_id)
+    s = load_settings()
+    result = imports.poll(state, gate_for(job), letters, kjob_id, s.lease_seconds)
+    return None if result.finished else s.poll_interval_seconds
+
+
+def run_bootstrap(job_id: str) -> str | None:
+    job, keys, state = _parts(job_id)
+    return bootstrap(job, JobStateStore(state.redis, keys), gate_for(job))

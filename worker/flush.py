@@ -1,0 +1,222 @@
+"""Apply the current desired state of pending users to Klaviyo with bulk calls.
+
+One ``Flusher.run`` claims up to a batch of pending users, reads their desired
+state *after* the claim, and sends: removals (list-relationship deletes, ids from
+the cache or email look-ups), joins (subscribe jobs of 1,000, or force-add bulk
+imports of 10,000 held until Klaviyo finishes them) and attribute refreshes (bulk
+imports). Users whose call did not happen go back to pending; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from worker import imports
+from worker.deadletter import DeadLetter, DeadLetterStore
+from worker.gate import Gate, Throttled
+from worker.isolate import send_isolating
+from worker.jobs import ExportJob
+from worker.jobstate import JobStateStore
+from worker.keys import account_ids_key
+from worker.klaviyo import lists, profiles, subscriptions
+from worker.klaviyo import operations as ops
+from worker.klaviyo.errors import AuthError, KlaviyoRetriableError, RateLimited
+from worker.plan import applied_in, make_plan, profile_attributes
+from worker.state import FORGET, RETRY, Desired, DesiredState
+
+SUBSCRIBE_CHUNK = 1000
+REMOVE_CHUNK = 1000
+LOOKUP_CHUNK = 100
+
+
+@dataclass
+class FlushContext:
+    """Everything one flush needs, built by the task adapter."""
+
+    job: ExportJob
+    list_id: str
+    state: DesiredState
+    jobstate: JobStateStore
+    gate: Gate
+    deadletters: DeadLetterStore
+    batch_size: int
+    lease_seconds: float
+    settle_seconds: float
+    queue: str = "realtime"
+    schedule_poll: Callable[[str], None] = lambda _job_id: None
+
+
+@dataclass
+class FlushOutcome:
+    claimed: int = 0
+    again_in: float | None = None  # seconds until another flush should run
+    stopped: str = ""  # why the job stopped calling Klaviyo
+    transient: bool = False  # a 5xx, timeout or dropped connection: back off
+    done: set[str] = field(default_factory=set)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Flusher:
+    """One pass over one batch of pending users."""
+
+    def __init__(self, ctx: FlushContext) -> None:
+        self.ctx = ctx
+        self.outcome = FlushOutcome()
+
+    def run(self, emails: Sequence[str] | None = None) -> FlushOutcome:
+        claimed = list(emails) if emails is not None else self._claim()
+        if not claimed:
+            return self.outcome
+        users = self.ctx.state.read(claimed)
+        plan = make_plan(users)
+        self.ctx.state.release(plan.unchanged, now_ms())
+        steps: list[tuple[list[Desired], Callable[[list[Desired]], None]]] = [
+            (plan.leave, self._leave),
+            (plan.join, self._join),
+            (plan.refresh, self._refresh),
+        ]
+        for i, (group, step) in enumerate(steps):
+            if not self._guarded(group, step):
+                self._retry([u for g, _ in steps[i:] for u in g])
+                break
+        return self.outcome
+
+    def _claim(self) -> list[str]:
+        lease_ms = int(self.ctx.lease_seconds * 1000)
+        claimed, blocked = self.ctx.state.claim(now_ms(), lease_ms, self.ctx.batch_size)
+        self.outcome.claimed = len(claimed)
+        if not claimed and blocked:
+            self.outcome.again_in = max(0.05, (blocked - now_ms()) / 1000)
+        return claimed
+
+    def _guarded(self, group: list[Desired], step: Callable[[list[Desired]], None]) -> bool:
+        """Run a step; on a passing problem or an auth failure, say when to try again."""
+        if not group:
+            return True
+        try:
+            step(group)
+        except Throttled as exc:
+            self.outcome.again_in = exc.wait
+        except RateLimited as exc:
+            self.outcome.again_in = exc.retry_after or 1.0
+        except KlaviyoRetriableError:
+            self.outcome.again_in = 1.0
+            self.outcome.transient = True
+        except AuthError as exc:
+            self.ctx.jobstate.auth_failed(f"Klaviyo refused the key ({exc.status}): {exc}")
+            self.outcome.stopped = str(exc)
+        else:
+            return True
+        return False
+
+    def _retry(self, users: Sequence[Desired]) -> None:
+        left = [(u.email, RETRY) for u in users if u.email not in self.outcome.done]
+        self.ctx.state.release(left, now_ms())
+
+    def _release(self, outcomes: list[tuple[str, str]], settle: bool = False) -> None:
+        settle_until = now_ms() + int(self.ctx.settle_seconds * 1000) if settle else 0
+        self.ctx.state.release(outcomes, now_ms(), settle_until)
+        self.outcome.done.update(email for email, _ in outcomes)
+
+    def _dead_letter(self, refused: list[tuple[Desired, str]], source: str) -> None:
+        letters = [DeadLetter(email=u.email, reason=reason, source=source) for u, reason in refused]
+        if letters:
+            self.ctx.deadletters.add(letters)
+            self._release([(u.email, FORGET) for u, _ in refused])
+
+    # --- joins -----------------------------------------------------------------------------
+    def _join(self, users: list[Desired]) -> None:
+        if self.ctx.job.force_add:
+            self._import(users, list_id=self.ctx.list_id)
+            return
+        self._refresh_attributes([u for u in users if u.attributes])
+        for start in range(0, len(users), SUBSCRIBE_CHUNK):
+            self._subscribe(users[start : start + SUBSCRIBE_CHUNK])
+
+    def _subscribe(self, chunk: list[Desired]) -> None:
+        def send(batch: list[Desired]) -> None:
+            people = [
+                subscriptions.SubscribeProfile(email=u.email, consented_at=None) for u in batch
+            ]
+            self.ctx.gate(
+                ops.BULK_SUBSCRIBE,
+                lambda: subscriptions.subscribe_profiles(
+                    self.ctx.gate.client, self.ctx.list_id, people
+                ),
+            )
+
+        result = send_isolating(chunk, send)
+        self._release([(u.email, applied_in(u)) for u in result.sent], settle=True)
+        self._dead_letter(result.refused, "klaviyo:" + ops.BULK_SUBSCRIBE.name)
+
+    # --- attributes and force-add through bulk import ----------------------------------------
+    def _refresh(self, users: list[Desired]) -> None:
+        self._refresh_attributes(users)
+        self._release([(u.email, applied_in(u)) for u in users])
+
+    def _refresh_attributes(self, users: list[Desired]) -> None:
+        if users:
+            self._import(users, list_id=None)
+
+    def _import(self, users: list[Desired], list_id: str | None) -> None:
+        for chunk in imports.chunks(users, profile_attributes):
+
+            def send(batch: list[Desired], lid: str | None = list_id) -> None:
+                records = [profile_attributes(u) for u in batch]
+                job = self.ctx.gate(
+                    ops.BULK_IMPORT, lambda: imports.create(self.ctx.gate.client, records, lid)
+                )
+                imports.register(self.ctx.state, job.id, batch, hold=lid is not None)
+                self.ctx.schedule_poll(job.id)
+
+            result = send_isolating(chunk, send)
+            if list_id is not None:
+                lease_ms = int(self.ctx.lease_seconds * 1000)
+                self.ctx.state.extend([u.email for u in result.sent], now_ms() + lease_ms)
+                self.outcome.done.update(u.email for u in result.sent)
+            self._dead_letter(result.refused, "klaviyo:" + ops.BULK_IMPORT.name)
+
+    # --- removals ------------------------------------------------------------------------------
+    def _leave(self, users: list[Desired]) -> None:
+        ids = self._profile_ids([u.email for u in users])
+        self._release([(u.email, "out0") for u in users if u.email not in ids])
+        present = [u for u in users if u.email in ids]
+        for start in range(0, len(present), REMOVE_CHUNK):
+            chunk = present[start : start + REMOVE_CHUNK]
+            remove = partial(
+                lists.remove_profiles_from_list,
+                self.ctx.gate.client,
+                self.ctx.list_id,
+                [ids[u.email] for u in chunk],
+            )
+            self.ctx.gate(ops.REMOVE_PROFILES_FROM_LIST, remove)
+            self._release([(u.email, "out") for u in chunk])
+
+    def _profile_ids(self, emails: list[str]) -> dict[str, str]:
+        """Profile ids from the account's cache, then from paged email look-ups."""
+        redis = self.ctx.state.redis
+        key = account_ids_key(self.ctx.state.keys.prefix, self.ctx.gate.client.account)
+        cached = redis.hmget(key, emails)
+        ids = {
+            e: (v.decode() if isinstance(v, bytes) else str(v))
+            for e, v in zip(emails, cached, strict=True)
+            if v
+        }
+        missing = [e for e in emails if e not in ids]
+        for start in range(0, len(missing), LOOKUP_CHUNK):
+            look_up = partial(
+                profiles.find_profile_ids,
+                self.ctx.gate.client,
+                missing[start : start + LOOKUP_CHUNK],
+            )
+            found = self.ctx.gate(ops.GET_PROFILES, look_up)
+            if found:
+                redis.hset(key, mapping=found)  # type: ignore[arg-type]  # redis-py Mapping is invariant
+            ids.update(found)
+        return ids

@@ -1,0 +1,239 @@
+"""Desired state in Redis: what Klaviyo *should* show for each user, and who is not there yet.
+
+Three Lua scripts keep every change atomic:
+
+- ``record``: per (user, audience) keep the newest event by the source's own
+  timestamp (a stale or duplicate event changes nothing; on a tie, exit wins), keep
+  the newest mapped fields, and mark the user pending when anything changed.
+- ``claim``: move up to N pending users into ``inflight`` under a lease, skipping
+  users another flusher holds or whose subscription is still settling; expired
+  leases (a worker that died) go back to pending first.
+- ``release``: record what Klaviyo was told (``applied``), count transitions once,
+  and hand back users to retry.
+
+Timestamps are 20-digit zero-padded nanosecond strings: Lua numbers are doubles
+and would lose nanoseconds, strings compare exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from worker.keys import JobKeys
+
+_RECORD = """
+local base, now = ARGV[1], ARGV[2]
+local changed = 0
+for i = 3, #ARGV, 5 do
+  local email, aud, act, ts, fjson = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+  local ukey = base .. ':u:' .. email
+  local dirty = false
+  if act ~= 'C' then
+    local cur = redis.call('HGET', ukey, aud)
+    local newer = true
+    if cur then
+      local cts = string.sub(cur, 3)
+      if ts < cts then newer = false
+      elseif ts == cts then newer = (act == 'X' and string.sub(cur, 1, 1) == 'E') end
+    end
+    if newer then
+      redis.call('HSET', ukey, aud, act .. ':' .. ts)
+      dirty = (not cur) or string.sub(cur, 1, 1) ~= act
+    end
+  end
+  local member = act == 'E'
+  if act == 'C' then
+    for _, v in ipairs(redis.call('HVALS', ukey)) do
+      if string.sub(v, 1, 1) == 'E' then member = true end
+    end
+  end
+  if fjson ~= '' and member then
+    local fkey = base .. ':f:' .. email
+    local cur = redis.call('GET', fkey)
+    if (not cur) or string.sub(cur, 1, 20) < ts then
+      if (not cur) or string.sub(cur, 22) ~= fjson then dirty = true end
+      redis.call('SET', fkey, ts .. '|' .. fjson)
+    end
+  end
+  if dirty then
+    redis.call('ZADD', base .. ':pending', 'NX', now, email)
+    changed = changed + 1
+  end
+end
+return changed
+"""
+
+_CLAIM = """
+local base, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local max_n, scan_n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local pending, inflight, settling = base .. ':pending', base .. ':inflight', base .. ':settling'
+for _, e in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, 10000)) do
+  redis.call('ZREM', inflight, e)
+  redis.call('ZADD', pending, 'NX', now, e)
+end
+redis.call('ZREMRANGEBYSCORE', settling, '-inf', now)
+local out, blocked_until = {}, 0
+for _, e in ipairs(redis.call('ZRANGE', pending, 0, scan_n - 1)) do
+  local held = tonumber(redis.call('ZSCORE', inflight, e) or '0')
+  local settle = tonumber(redis.call('ZSCORE', settling, e) or '0')
+  local until_ms = math.max(held, settle)
+  if until_ms > now then
+    if blocked_until == 0 or until_ms < blocked_until then blocked_until = until_ms end
+  else
+    redis.call('ZREM', pending, e)
+    redis.call('ZADD', inflight, lease, e)
+    out[#out + 1] = e
+    if #out >= max_n then break end
+  end
+end
+return {out, tostring(blocked_until)}
+"""
+
+_RELEASE = """
+local base, now, settle_until = ARGV[1], ARGV[2], ARGV[3]
+local applied, counters = base .. ':applied', base .. ':counters'
+for i = 4, #ARGV, 2 do
+  local email, val = ARGV[i], ARGV[i+1]
+  redis.call('ZREM', base .. ':inflight', email)
+  if val == 'retry' then
+    redis.call('ZADD', base .. ':pending', 'NX', now, email)
+  elseif val ~= '' then
+    local prev = redis.call('HGET', applied, email)
+    local was_in = prev and string.sub(prev, 1, 2) == 'in'
+    if string.sub(val, 1, 3) == 'out' then
+      if val == 'out' and prev ~= 'out' and prev ~= 'out0' then
+        redis.call('HINCRBY', counters, 'removed', 1)
+      end
+      redis.call('HSET', applied, email, val)
+    else
+      if not was_in then redis.call('HINCRBY', counters, 'added', 1) end
+      redis.call('HSET', applied, email, val)
+      if tonumber(settle_until) > 0 then
+        redis.call('ZADD', base .. ':settling', settle_until, email)
+      end
+    end
+  end
+end
+return 1
+"""
+
+RETRY = "retry"  # put the user back in pending
+FORGET = ""  # drop the claim only (dead-lettered)
+
+
+def pad_ts(ts_ns: int) -> str:
+    """Nanoseconds as a fixed-width string that sorts like the number."""
+    return f"{ts_ns:020d}"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One event, reduced to what the desired state needs."""
+
+    email: str
+    audience: str
+    action: str  # "E", "X" or "C"
+    ts_ns: int
+    attributes: dict[str, Any] | None  # Klaviyo attributes without email; None: no fields
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A claimed user's current desired state and what Klaviyo was last told."""
+
+    email: str
+    member: bool  # in at least one selected audience
+    fields_ts: str  # "" when no fields are recorded
+    attributes: dict[str, Any]
+    applied: str | None  # "in|<fields_ts>", "out", "out0" or None
+
+    @property
+    def applied_in(self) -> bool:
+        return bool(self.applied and self.applied.startswith("in"))
+
+    @property
+    def applied_fields_ts(self) -> str:
+        return self.applied.partition("|")[2] if self.applied_in and self.applied else ""
+
+
+class DesiredState:
+    """The scripts above, bound to one job's keys."""
+
+    def __init__(self, client: redis.Redis, keys: JobKeys) -> None:
+        self.redis = client
+        self.keys = keys
+        self._record = client.register_script(_RECORD)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+
+    def record(self, marks: Sequence[Mark], now_ms: int) -> int:
+        """Apply ``marks`` atomically; return how many users became pending."""
+        argv: list[str | int] = [self.keys.base, now_ms]
+        for m in marks:
+            fields = (
+                orjson.dumps(m.attributes, option=orjson.OPT_SORT_KEYS).decode()
+                if m.attributes
+                else ""
+            )
+            argv += [m.email, m.audience, m.action, pad_ts(m.ts_ns), fields]
+        return int(self._record(args=argv)) if marks else 0
+
+    def claim(self, now_ms: int, lease_ms: int, max_n: int) -> tuple[list[str], int]:
+        """Claim up to ``max_n`` users; also return when a skipped user frees up (ms, 0: none)."""
+        raw = self._claim(args=[self.keys.base, now_ms, now_ms + lease_ms, max_n, max_n * 2])
+        emails, blocked = raw
+        return [e.decode() if isinstance(e, bytes) else e for e in emails], int(blocked)
+
+    def read(self, emails: Sequence[str]) -> list[Desired]:
+        """The desired state of claimed users, read after the claim."""
+        pipe = self.redis.pipeline(transaction=False)
+        for email in emails:
+            pipe.hvals(self.keys.user(email))
+            pipe.get(self.keys.fields(email))
+        pipe.hmget(self.keys.applied, list(emails)) if emails else None
+        out = pipe.execute()
+        applied = out[-1] if emails else []
+        return [
+            _desired(email, out[2 * i], out[2 * i + 1], applied[i])
+            for i, email in enumerate(emails)
+        ]
+
+    def release(
+        self, outcomes: Sequence[tuple[str, str]], now_ms: int, settle_until_ms: int = 0
+    ) -> None:
+        """Record each user's outcome: ``in|<ts>``, ``out``, ``out0``, RETRY or FORGET."""
+        if outcomes:
+            argv: list[str | int] = [self.keys.base, now_ms, settle_until_ms]
+            for email, value in outcomes:
+                argv += [email, value]
+            self._release(args=argv)
+
+    def extend(self, emails: Sequence[str], until_ms: int) -> None:
+        """Keep holding users whose asynchronous Klaviyo job is still running."""
+        if emails:
+            self.redis.zadd(self.keys.inflight, dict.fromkeys(emails, until_ms), xx=True)
+
+    def pending_count(self) -> int:
+        return int(self.redis.zcard(self.keys.pending))
+
+    def inflight_count(self) -> int:
+        return int(self.redis.zcard(self.keys.inflight))
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def _desired(
+    email: str, states: list[bytes], fields: bytes | None, applied: bytes | None
+) -> Desired:
+    member = any(_text(s).startswith("E") for s in states)
+    raw = _text(fields)
+    fields_ts, _, body = raw.partition("|")
+    attributes = orjson.loads(body) if body else {}
+    return Desired(email, member, fields_ts, attributes, _text(applied) or None)
