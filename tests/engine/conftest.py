@@ -1,0 +1,29 @@
+"""Fixtures for end-to-end engine tests: a sandbox on loopback and a stack of real workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.server import SandboxServer
+from tests.conftest import RedisServer
+from tests.harness import Stack
+
+
+@pytest.fixture
+def sandbox_server() -> Iterator[SandboxServer]:
+    """A sandbox at Klaviyo's real limits, its async jobs finishing in 0.1 s."""
+    server = SandboxServer(speed=1.0, job_delay=0.1).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack(redis_server: RedisServer, redis_url: str, sandbox_server: SandboxServer, tmp_path: Path
+          ) -> Iterator[Stack]:
+    """Workers, the sandbox and Redis wired together; every worker is stopped afterwards."""
+    s = Stack(redis_url=redis_url, sandbox_url=sandbox_server.url, workdir=tmp_path)
+    yield s
+    s.stop_all()
