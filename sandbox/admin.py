@@ -1,0 +1,151 @@
+"""``/_sandbox/…``: admin endpoints outside Klaviyo's API (no auth), for tests and demos.
+
+- ``POST/GET/DELETE /_sandbox/faults``: inject, show, clear failures (see ``faults.py``)
+- ``GET/DELETE /_sandbox/stats``: calls, items, statuses and 429s per operation and account
+- ``POST /_sandbox/confirm``: confirm pending double opt-ins (``list_id``, ``emails``: optional)
+- ``POST /_sandbox/reset``: forget everything (Lytics segments reload from their directory)
+- ``GET /_sandbox/lists/{id}/emails``: all member (and pending) emails of a list, no paging
+- ``GET /_sandbox/subscribe-jobs[/{id}]``: subscribe job status (Klaviyo has no GET for them)
+- ``POST /_sandbox/lytics/segments/{id}``: load a segment's members (JSON lines or array)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox.core import Sandbox
+from sandbox.faults import Faults
+from sandbox.lytics import parse_members
+from sandbox.stats import Stats
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(document), status_code=status, media_type="application/json")
+
+
+def _sandbox(request: Request) -> Sandbox:
+    sandbox: Sandbox = request.app.state.sandbox
+    return sandbox
+
+
+async def _object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    body = orjson.loads(raw) if raw.strip() else {}
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")  # noqa: TRY004 - a 400, not a bug
+    return body
+
+
+async def set_faults(request: Request) -> Response:
+    """Replace the fault configuration."""
+    sandbox = _sandbox(request)
+    try:
+        faults = Faults.parse(await _object(request))
+    except ValueError as exc:
+        return _json({"error": str(exc)}, 400)
+    with sandbox.lock:
+        sandbox.faults = faults
+        return _json(faults.describe())
+
+
+async def get_faults(request: Request) -> Response:
+    """The current fault configuration."""
+    return _json(_sandbox(request).faults.describe())
+
+
+async def clear_faults(request: Request) -> Response:
+    """No more faults."""
+    sandbox = _sandbox(request)
+    with sandbox.lock:
+        sandbox.faults = Faults()
+    return Response(status_code=204)
+
+
+async def get_stats(request: Request) -> Response:
+    """Counters per operation and per account fingerprint."""
+    sandbox = _sandbox(request)
+    with sandbox.lock:
+        return _json(sandbox.stats.snapshot())
+
+
+async def clear_stats(request: Request) -> Response:
+    """Zero the counters."""
+    sandbox = _sandbox(request)
+    with sandbox.lock:
+        sandbox.stats = Stats()
+    return Response(status_code=204)
+
+
+async def confirm(request: Request) -> Response:
+    """Confirm pending double opt-ins."""
+    try:
+        body = await _object(request)
+    except ValueError as exc:
+        return _json({"error": str(exc)}, 400)
+    list_id, emails = body.get("list_id"), body.get("emails")
+    if list_id is not None and _sandbox(request).find_list(str(list_id)) is None:
+        return _json({"error": f"no list {list_id}"}, 404)
+    return _json({"confirmed": _sandbox(request).confirm(list_id, emails)})
+
+
+async def reset(request: Request) -> Response:
+    """Forget everything."""
+    _sandbox(request).reset()
+    return Response(status_code=204)
+
+
+async def list_emails(request: Request) -> Response:
+    """Every member email of one list."""
+    found = _sandbox(request).list_emails(request.path_params["id"])
+    return _json(found) if found is not None else _json({"error": "no such list"}, 404)
+
+
+async def subscribe_job(request: Request) -> Response:
+    """One subscribe job's status, counts and failures."""
+    sandbox = _sandbox(request)
+    with sandbox.lock:
+        job = sandbox.subscribe_jobs.get(request.path_params["id"])
+        return _json(job.summary()) if job else _json({"error": "no such job"}, 404)
+
+
+async def subscribe_jobs(request: Request) -> Response:
+    """All subscribe jobs (``?account=<fingerprint>`` narrows), without failures."""
+    sandbox = _sandbox(request)
+    account = request.query_params.get("account")
+    with sandbox.lock:
+        jobs = [{k: v for k, v in job.summary().items() if k != "failures"}
+                for job in sandbox.subscribe_jobs.values()
+                if account is None or job.account == account]
+    return _json({"data": jobs})
+
+
+async def load_segment(request: Request) -> Response:
+    """Replace one Lytics segment's members."""
+    sandbox = _sandbox(request)
+    try:
+        members = parse_members(await request.body())
+    except ValueError as exc:
+        return _json({"error": str(exc)}, 400)
+    with sandbox.lock:
+        sandbox.lytics.put(request.path_params["id"], members)
+    return _json({"segment": request.path_params["id"], "total": len(members)})
+
+
+ROUTES = [
+    Route("/_sandbox/faults", set_faults, methods=["POST"]),
+    Route("/_sandbox/faults", get_faults, methods=["GET"]),
+    Route("/_sandbox/faults", clear_faults, methods=["DELETE"]),
+    Route("/_sandbox/stats", get_stats, methods=["GET"]),
+    Route("/_sandbox/stats", clear_stats, methods=["DELETE"]),
+    Route("/_sandbox/confirm", confirm, methods=["POST"]),
+    Route("/_sandbox/reset", reset, methods=["POST"]),
+    Route("/_sandbox/lists/{id}/emails", list_emails, methods=["GET"]),
+    Route("/_sandbox/subscribe-jobs", subscribe_jobs, methods=["GET"]),
+    Route("/_sandbox/subscribe-jobs/{id}", subscribe_job, methods=["GET"]),
+    Route("/_sandbox/lytics/segments/{id}", load_segment, methods=["POST"]),
+]

@@ -1,0 +1,141 @@
+"""Bulk import jobs and subscribe jobs: accepted with 202, completed shortly after."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox import errors, paging
+from sandbox.clock import iso
+from sandbox.identity import job_id
+from sandbox.jobs import ITEMS, ImportJob, SubscribeJob
+from sandbox.pipeline import Ctx, Handler, Reply
+from sandbox.profiles import profile_resource
+from sandbox.validation import page_size
+
+
+def bulk_subscribe_profiles(ctx: Ctx) -> Reply:
+    """``POST /api/profile-subscription-bulk-create-jobs``: 202, no body (as Klaviyo).
+
+    The job id is in the ``X-Sandbox-Job-Id`` header, for ``/_sandbox/subscribe-jobs/{id}``.
+    """
+    data = ctx.body["data"]
+    attributes = data["attributes"]
+    profiles = attributes["profiles"]["data"]
+    historical = bool(attributes.get("historical_import"))
+    if historical:
+        _check_consented_at(profiles)
+    list_id = _get(data, "relationships", "list", "data", "id")
+    if list_id is not None and list_id not in ctx.account.lists:
+        raise errors.not_found(f"List {list_id} does not exist.",
+                               pointer="/data/relationships/list/data/id")
+    job = SubscribeJob(id=job_id(), account=ctx.account.fingerprint, list_id=list_id,
+                       historical=historical, custom_source=attributes.get("custom_source"),
+                       created_at=iso(), total=len(profiles), payload=profiles)
+    ctx.account.subscribe_jobs[job.id] = job
+    ctx.sandbox.subscribe_jobs[job.id] = job
+    ctx.sandbox.schedule(ctx.account, job)
+    return Reply(202, None, items=len(profiles), headers={"X-Sandbox-Job-Id": job.id})
+
+
+def _get(node: Any, *keys: str) -> Any:
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _check_consented_at(profiles: list[dict[str, Any]]) -> None:
+    """``historical_import`` needs a past ``consented_at`` for every consent given."""
+    now = datetime.now(UTC)
+    for index, profile in enumerate(profiles):
+        subs = _get(profile, "attributes", "subscriptions") or {}
+        for channel in ("email", "sms"):
+            marketing = _get(subs, channel, "marketing")
+            if marketing is None:
+                continue
+            pointer = f"{ITEMS}/{index}/attributes/subscriptions/{channel}/marketing/consented_at"
+            stamp = marketing.get("consented_at")
+            if not stamp:
+                raise errors.invalid("consented_at is required when historical_import is true.",
+                                     pointer=pointer)
+            try:
+                when = datetime.fromisoformat(stamp)
+            except (TypeError, ValueError):
+                raise errors.invalid("consented_at is not a date-time.", pointer=pointer) from None
+            if (when if when.tzinfo else when.replace(tzinfo=UTC)) > now:
+                raise errors.invalid("consented_at must be in the past.", pointer=pointer)
+
+
+def bulk_import_profiles(ctx: Ctx) -> Reply:
+    """``POST /api/profile-bulk-import-jobs``: 202 with the queued job."""
+    data = ctx.body["data"]
+    profiles = data["attributes"]["profiles"]["data"]
+    relations = _get(data, "relationships", "lists", "data") or []
+    for index, relation in enumerate(relations):
+        if relation["id"] not in ctx.account.lists:
+            raise errors.not_found(f"List {relation['id']} does not exist.",
+                                   pointer=f"/data/relationships/lists/data/{index}/id")
+    job = ImportJob(id=job_id(), created_at=iso(), total=len(profiles),
+                    list_ids=[r["id"] for r in relations], payload=profiles)
+    ctx.account.import_jobs[job.id] = job
+    ctx.sandbox.schedule(ctx.account, job)
+    doc = {"data": job.resource(ctx.base),
+           "links": {"self": f"{ctx.base}/api/profile-bulk-import-jobs"}}
+    return Reply(202, doc, items=len(profiles))
+
+
+def _job(ctx: Ctx, name: str) -> ImportJob:
+    job = ctx.account.import_jobs.get(ctx.path(name))
+    if job is None:
+        raise errors.not_found(f"Bulk import job {ctx.path(name)} does not exist.")
+    return job
+
+
+def get_bulk_import_profiles_job(ctx: Ctx) -> Reply:
+    """``GET /api/profile-bulk-import-jobs/{job_id}`` (``include=lists`` supported)."""
+    job = _job(ctx, "job_id")
+    doc: dict[str, Any] = {"data": job.resource(ctx.base), "links": {"self": str(ctx.request.url)}}
+    if ctx.wants("include", "lists"):
+        doc["included"] = [ctx.account.lists[i].resource(ctx.base) for i in job.list_ids
+                           if i in ctx.account.lists]
+    return Reply(200, doc, items=1)
+
+
+def get_errors_for_bulk_import_profiles_job(ctx: Ctx) -> Reply:
+    """``GET .../import-errors``: one ``import-error`` per refused profile."""
+    job = _job(ctx, "id")
+    numbered = list(enumerate(job.errors))
+    page, cursor = paging.offset_page(ctx.request, numbered,
+                                      page_size(ctx.op, ctx.query("page[size]"), 20))
+    data = [{"type": "import-error", "id": f"{job.id}-{n}", "attributes": e} for n, e in page]
+    return Reply(200, paging.collection(ctx.request, data, cursor), items=len(data))
+
+
+def get_profiles_for_bulk_import_profiles_job(ctx: Ctx) -> Reply:
+    """``GET .../profiles``: the profiles the job wrote."""
+    job = _job(ctx, "id")
+    page, cursor = paging.offset_page(ctx.request, job.profile_ids,
+                                      page_size(ctx.op, ctx.query("page[size]"), 20))
+    subs = ctx.wants("additional-fields[profile]", "subscriptions")
+    data = [profile_resource(ctx.account.profiles[pid], ctx.base, with_subscriptions=subs)
+            for pid in page]
+    return Reply(200, paging.collection(ctx.request, data, cursor), items=len(data))
+
+
+def get_profile_ids_for_bulk_import_profiles_job(ctx: Ctx) -> Reply:
+    """``GET .../relationships/profiles``: their ids."""
+    job = _job(ctx, "id")
+    page, cursor = paging.offset_page(ctx.request, job.profile_ids,
+                                      page_size(ctx.op, ctx.query("page[size]"), 20))
+    data = [{"type": "profile", "id": pid} for pid in page]
+    return Reply(200, paging.collection(ctx.request, data, cursor), items=len(data))
+
+
+HANDLERS: dict[str, Handler] = {
+    "bulk_subscribe_profiles": bulk_subscribe_profiles,
+    "bulk_import_profiles": bulk_import_profiles,
+    "get_bulk_import_profiles_job": get_bulk_import_profiles_job,
+    "get_errors_for_bulk_import_profiles_job": get_errors_for_bulk_import_profiles_job,
+    "get_profiles_for_bulk_import_profiles_job": get_profiles_for_bulk_import_profiles_job,
+    "get_profile_ids_for_bulk_import_profiles_job": get_profile_ids_for_bulk_import_profiles_job,
+}
