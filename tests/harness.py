@@ -103,6 +103,17 @@ class Stack:
         assert proc.poll() is None, self.log(name)
         return proc
 
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        """celery beat, as production runs it, with a short safety-flush period."""
+        log = open(self.workdir / "beat.log", "ab")  # noqa: SIM115 - closed with the process
+        cmd = [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "INFO",
+               "-s", str(self.workdir / "beat-schedule")]
+        env = {**self.env(), "SWEEP_INTERVAL_SECONDS": "1"}
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.workers.append(proc)
+        return proc
+
     def log(self, name: str = "w1") -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace")[-6000:] if path.exists() else ""

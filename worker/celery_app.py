@@ -58,6 +58,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "timezone": "UTC",
+        "beat_schedule": beat_schedule(settings),
+    }
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every entry expires after its period, so an outage never replays a backlog of them."""
+    sweep = settings.sweep_interval_seconds
+    return {
+        "safety-flush": {"task": "export.sweep", "schedule": sweep, "options": {"expires": sweep}},
+        "list-bootstrap": {"task": "export.bootstrap_all", "schedule": 60.0, "options": {"expires": 60.0}},
     }
 
 

@@ -157,3 +157,18 @@ def poll_import(job_id: str, kjob_id: str) -> float | None:
 def run_bootstrap(job_id: str) -> str | None:
     job, keys, state = _parts(job_id)
     return bootstrap(job, JobStateStore(state.redis, keys), gate_for(job))
+
+
+def sweep(job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]) -> int:
+    """The safety net: flush users nobody is flushing, and poll imports nobody is polling."""
+    _job, keys, state = _parts(job_id)
+    now = int(time.time() * 1000)
+    stale = state.redis.zcount(keys.inflight, "-inf", now)
+    if state.pending_count() or stale:
+        schedule(job_id, 0.0)
+    cutoff = time.time() - 10 * load_settings().poll_interval_seconds
+    forgotten = [k.decode() for k in state.redis.zrangebyscore(imports.outstanding_key(state), "-inf", cutoff)]
+    for kjob_id in forgotten:
+        state.redis.zadd(imports.outstanding_key(state), {kjob_id: time.time()})
+        schedule_poll(job_id, kjob_id)
+    return int(stale)

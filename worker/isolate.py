@@ -3,7 +3,7 @@
 Klaviyo validates a bulk body as a whole: one bad profile makes the whole call
 a 400 (peers' most common complaint). We drop the items its ``source.pointer``
 names and send the rest; when it names none, we bisect until the bad ones are
-alone. Rate limits, transient errors and auth errors pass through to the caller.
+alone. A profile over Klaviyo's size cap, refused before sending, is found the same way. Rate limits, transient errors and auth errors pass through to the caller.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from worker.klaviyo.errors import InvalidRequest
+from worker.klaviyo.errors import BatchTooLarge, InvalidRequest
 
 T = TypeVar("T")
 
@@ -46,6 +46,11 @@ def send_isolating(items: Sequence[T], send: Callable[[list[T]], None]) -> Isola
     try:
         send(batch)
         return Isolated(sent=batch)
+    except BatchTooLarge as exc:  # one oversized profile: find it like a 400 without pointers
+        if len(batch) == 1:
+            return Isolated(refused=[(batch[0], str(exc))])
+        mid = len(batch) // 2
+        return send_isolating(batch[:mid], send).merge(send_isolating(batch[mid:], send))
     except InvalidRequest as exc:
         named = sorted(i for i in exc.bad_items() if i < len(batch))
         if named:

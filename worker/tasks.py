@@ -109,3 +109,20 @@ def bootstrap(job_id: str) -> str | None:
     if list_id and runtime.redis_client().zcard(runtime.job_keys(job_id).pending):
         schedule_flush(job_id, 0.0)
     return list_id
+
+
+@app.task(name="export.sweep", base=EngineTask, queue="maintenance")
+def sweep() -> int:
+    """Beat's safety flush: every job with users waiting gets a flush, every import a poll."""
+    swept = 0
+    for job in runtime.jobs().jobs:
+        swept += engine.sweep(job.id, schedule_flush, schedule_poll)
+    return swept
+
+
+@app.task(name="export.bootstrap_all", base=EngineTask, queue="maintenance")
+def bootstrap_all() -> int:
+    """Beat: re-check every job's list (and resume jobs whose key works again)."""
+    for job in runtime.jobs().jobs:
+        bootstrap.delay(job.id)
+    return len(runtime.jobs().jobs)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from conftest import wait_until
+from tests.conftest import wait_until
 
 from worker.klaviyo.operations import Operation
 from worker.ratelimit import RateLimiter, allowed_calls
