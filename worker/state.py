@@ -94,6 +94,23 @@ end
 return {out, tostring(blocked_until)}
 """
 
+_CLAIM_USERS = """
+local base, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local pending, inflight, settling = base .. ':pending', base .. ':inflight', base .. ':settling'
+local out = {}
+for i = 4, #ARGV do
+  local e = ARGV[i]
+  local held = tonumber(redis.call('ZSCORE', inflight, e) or '0')
+  local settle = tonumber(redis.call('ZSCORE', settling, e) or '0')
+  if redis.call('ZSCORE', pending, e) and held <= now and settle <= now then
+    redis.call('ZREM', pending, e)
+    redis.call('ZADD', inflight, lease, e)
+    out[#out + 1] = e
+  end
+end
+return out
+"""
+
 _RELEASE = """
 local base, now, settle_until = ARGV[1], ARGV[2], ARGV[3]
 local applied, counters = base .. ':applied', base .. ':counters'
@@ -170,6 +187,7 @@ class DesiredState:
         self._record = client.register_script(_RECORD)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        self._claim_users = client.register_script(_CLAIM_USERS)
 
     def record(self, marks: Sequence[Mark], now_ms: int) -> int:
         """Apply ``marks`` atomically; return how many users became pending."""
@@ -188,6 +206,13 @@ class DesiredState:
         raw = self._claim(args=[self.keys.base, now_ms, now_ms + lease_ms, max_n, max_n * 2])
         emails, blocked = raw
         return [e.decode() if isinstance(e, bytes) else e for e in emails], int(blocked)
+
+    def claim_users(self, emails: Sequence[str], now_ms: int, lease_ms: int) -> list[str]:
+        """Claim exactly these users when they are pending and nobody holds them (backfill)."""
+        if not emails:
+            return []
+        raw = self._claim_users(args=[self.keys.base, now_ms, now_ms + lease_ms, *emails])
+        return [e.decode() if isinstance(e, bytes) else str(e) for e in raw]
 
     def read(self, emails: Sequence[str]) -> list[Desired]:
         """The desired state of claimed users, read after the claim."""
