@@ -33,10 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        load_settings()  # fail fast, whatever the command
+        load_settings()  # fail fast, whatever the command, before any module reads it
+    except ConfigurationError as exc:
+        print(f"klaviyo-export: {exc}", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
+    try:
         return int(args.func(args))
     except (UserError, ConfigurationError) as exc:
         print(f"klaviyo-export: {exc}", file=sys.stderr)

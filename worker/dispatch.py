@@ -40,6 +40,7 @@ def send_events(app: Celery, job_id: str, events: Sequence[AudienceEvent]) -> in
             queue="realtime",
             argsrepr=masked_args(job_id, len(wires)),
             kwargsrepr="{}",
+            ignore_result=True,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
         )

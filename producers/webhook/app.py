@@ -1,0 +1,159 @@
+"""The Lytics webhook receiver: authenticate → read → parse → enqueue → 202.
+
+``POST`` (or ``PUT``/``PATCH``) ``/webhooks/lytics/{job_id}``. Refusals are typed
+(:mod:`producers.webhook.errors`) and turned into statuses by one table; anything
+transient is a 503 with ``Retry-After``, never a status Lytics drops. The queue
+check comes before parsing, so an overloaded receiver spends no CPU on bodies it
+cannot queue anyway. Klaviyo is never called here: the workers read the queue.
+
+One JSON log line per request (logger ``producers.webhook``): job, status, counts,
+milliseconds and the refusal message. Never the token, the query string or an email.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+from celery import Celery
+from kombu.exceptions import KombuError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from producers.lytics import ParsedBody, PayloadError, parse_body, parse_json, redact, show
+from producers.webhook.auth import is_authorized, job_tokens
+from producers.webhook.errors import (
+    RETRY_AFTER_DOWN,
+    STATUS_FOR,
+    Rejected,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnknownJob,
+)
+from producers.webhook.gauge import QueueGauge, queue_key
+from producers.webhook.openapi import DOCS_HTML, OPENAPI
+from worker.dispatch import send_events
+from worker.jobs import ExportJob, JobsFile
+from worker.settings import Settings
+
+log = logging.getLogger("producers.webhook")
+BROKER_ERRORS = (KombuError, redis.RedisError, OSError)
+
+
+def json_response(payload: dict[str, Any], status: int, retry_after: int | None = None) -> Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as its declared or counted size passes ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {int(declared):,} bytes exceeds the limit of {limit:,}")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"body exceeds the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Unavailable("client disconnected before the body was complete", 1) from None
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """The request handlers, bound to one configuration."""
+
+    settings: Settings
+    jobs: dict[str, ExportJob]
+    tokens: dict[str, bytes | None]
+    celery_app: Celery
+    redis_client: redis.Redis
+    gauge: QueueGauge
+
+    async def receive(self, request: Request) -> Response:
+        started = time.perf_counter()
+        job_id = request.path_params["job_id"]
+        try:
+            parsed = await self._receive(job_id, request)
+        except (Rejected, PayloadError) as exc:
+            status, retry_after = STATUS_FOR[type(exc)], getattr(exc, "retry_after", None)
+            _log_request(job_id, status, started, error=exc.message)
+            return json_response({"error": exc.message}, status, retry_after)
+        _log_request(job_id, 202, started, parsed=parsed)
+        return json_response({"accepted": len(parsed.events), "ignored": parsed.ignored}, 202)
+
+    async def _receive(self, job_id: str, request: Request) -> ParsedBody:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise UnknownJob(f"no export job {show(job_id)}")
+        if not is_authorized(self.tokens[job.id], request):
+            raise Unauthorized("missing or wrong token")
+        raw = await read_body(request, self.settings.webhook_max_body_bytes)
+        return await run_in_threadpool(self._enqueue, job, raw)
+
+    def _enqueue(self, job: ExportJob, raw: bytes) -> ParsedBody:
+        """Check the queue, parse everything, then publish (blocking: runs in a thread)."""
+        self.gauge.check()
+        parsed = parse_body(parse_json(raw), job)
+        try:
+            send_events(self.celery_app, job.id, parsed.events)
+        except BROKER_ERRORS:
+            raise Unavailable("Redis is unreachable", RETRY_AFTER_DOWN) from None
+        return parsed
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "alive"}, 200)
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self.redis_client.ping)
+        except BROKER_ERRORS:
+            return json_response({"status": "not ready", "error": "Redis is unreachable"}, 503,
+                                 RETRY_AFTER_DOWN)
+        return json_response({"status": "ready", "jobs": len(self.jobs)}, 200)
+
+    async def openapi(self, request: Request) -> Response:
+        return json_response(OPENAPI, 200)
+
+    async def docs(self, request: Request) -> Response:
+        return HTMLResponse(DOCS_HTML)
+
+
+def _log_request(job_id: str, status: int, started: float, *, parsed: ParsedBody | None = None,
+                 error: str | None = None) -> None:
+    line: dict[str, Any] = {"msg": "webhook", "job": redact(job_id), "status": status,
+                            "ms": round((time.perf_counter() - started) * 1000, 1)}
+    if parsed is not None:
+        line.update(accepted=len(parsed.events), ignored=parsed.ignored, bodies=parsed.bodies)
+    if error is not None:
+        line["error"] = error
+    log.log(logging.INFO if status < 500 else logging.WARNING, orjson.dumps(line).decode())
+
+
+def create_app(settings: Settings, jobs: JobsFile, celery_app: Celery, redis_client: redis.Redis,
+               *, insecure_no_auth: bool = False) -> Starlette:
+    """The receiver's ASGI app; raises ConfigurationError when a job has no token."""
+    tokens = job_tokens(jobs, settings, insecure_no_auth=insecure_no_auth)
+    limit = settings.webhook_max_queue_depth
+    gauge = QueueGauge(redis_client, queue_key(settings.key_prefix), limit)
+    receiver = Receiver(settings, {job.id: job for job in jobs.jobs}, tokens, celery_app,
+                        redis_client, gauge)
+    routes = [
+        Route("/webhooks/lytics/{job_id}", receiver.receive, methods=["POST", "PUT", "PATCH"]),
+        Route("/healthz", receiver.healthz, methods=["GET"]),
+        Route("/readyz", receiver.readyz, methods=["GET"]),
+        Route("/openapi.json", receiver.openapi, methods=["GET"]),
+        Route("/docs", receiver.docs, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
