@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
-               message: str = "condition") -> object:
+               message: str = "condition", *, fail: bool = True) -> object:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -33,6 +33,8 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
         if last:
             return last
         time.sleep(interval)
+    if not fail:
+        return last
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 

@@ -108,7 +108,7 @@ class Stack:
         log = open(self.workdir / "beat.log", "ab")  # noqa: SIM115 - closed with the process
         cmd = [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "INFO",
                "-s", str(self.workdir / "beat-schedule")]
-        env = {**self.env(), "SWEEP_INTERVAL_SECONDS": "1"}
+        env = {**self.env(), "SWEEP_INTERVAL_SECONDS": "1", "BOOTSTRAP_INTERVAL_SECONDS": "2"}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.workers.append(proc)

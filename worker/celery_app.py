@@ -11,6 +11,8 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from worker import observability
+from worker.schedule import beat_config
 from worker.settings import Settings, load_settings
 
 QUEUES = ("realtime", "backfill", "maintenance")
@@ -58,23 +60,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "timezone": "UTC",
-        "beat_schedule": beat_schedule(settings),
-    }
-
-
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Every entry expires after its period, so an outage never replays a backlog of them."""
-    sweep = settings.sweep_interval_seconds
-    return {
-        "safety-flush": {"task": "export.sweep", "schedule": sweep, "options": {"expires": sweep}},
-        "list-bootstrap": {"task": "export.bootstrap_all", "schedule": 60.0, "options": {"expires": 60.0}},
+        **beat_config(settings),
     }
 
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
-    app = Celery("klaviyo_audience_export", include=["worker.tasks"])
+    include = ["worker.tasks", "worker.ops_tasks", "worker.backfill_tasks"]
+    app = Celery("klaviyo_audience_export", include=include)
     app.conf.update(celery_config(settings))
+    observability.connect_signals()
     return app
 
 

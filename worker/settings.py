@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     flush_parallelism: int = Field(default=4, ge=1, le=64)
     poll_interval_seconds: PositiveFloat = 1.0
     sweep_interval_seconds: PositiveFloat = 5.0
+    bootstrap_interval_seconds: PositiveFloat = 60.0
     max_deliveries: int = Field(default=5, ge=1)
     webhook_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     webhook_max_queue_depth: int = Field(default=100_000, ge=1)
