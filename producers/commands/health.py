@@ -1,14 +1,49 @@
-"""`klaviyo-export health` (not yet implemented)."""
+"""``klaviyo-export health [--json] [--require-workers]``: is everything working, right now?
+
+Runs every check of :mod:`worker.health` live: Redis answers; each distinct Klaviyo key is
+accepted (``get_accounts``, granted by the shared limiter); each queue's heartbeat is fresh
+once workers have run; queues and dead letters are under their thresholds. Exit 0 when
+healthy, 1 with one line per failing component.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+
+import redis
+
+from worker import health
+from worker.jobs import load_jobs
+from worker.klaviyo.client import from_settings
+from worker.ratelimit import RateLimiter
+from worker.schedule import OpsSettings
+from worker.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("health", help="health (not yet implemented)")
+    parser = sub.add_parser("health", help="check Redis, Klaviyo, workers, queues, dead letters")
+    parser.add_argument("--json", action="store_true", help="print every component as JSON")
+    parser.add_argument("--require-workers", action="store_true",
+                        help="fail when a queue has never had a heartbeat")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("health")
+    settings = load_settings()
+    jobs = list(load_jobs(settings.export_jobs_file).jobs)
+    url = str(settings.redis_url)
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+    limiter = RateLimiter(client, prefix=settings.key_prefix, headroom=settings.rate_limit_headroom,
+                          speed=settings.rate_limit_speed)
+    results = health.run_checks(client, settings.key_prefix, jobs, client_for=from_settings,
+                                limiter=limiter, settings=OpsSettings(),
+                                require_workers=args.require_workers)
+    bad = health.failing(results)
+    if args.json:
+        print(json.dumps({"ok": not bad, "components": health.as_dict(results)}, indent=2))
+    elif bad:
+        print("\n".join(f"unhealthy {c.line()}" for c in bad))
+    else:
+        print(f"healthy: {len(results)} components ok")
+    return 1 if bad else 0

@@ -1,0 +1,177 @@
+"""Health checks shared by the beat task (``ops.health``) and ``klaviyo-export health``.
+
+Each check returns :class:`Component` values: a name, ``ok`` (``True``, ``False`` or ``None``
+when it could not be checked, e.g. Klaviyo while the limiter's Redis is down), a one-line detail
+and when it was checked. Nothing here prints a key, a token or an unmasked email.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from worker.deadletter import dlq_key
+from worker.jobs import ExportJob
+from worker.klaviyo import operations as ops
+from worker.klaviyo.accounts import check_account
+from worker.klaviyo.client import KlaviyoClient, fingerprint
+from worker.klaviyo.errors import KlaviyoError, redact
+from worker.ratelimit import RateLimiter
+from worker.schedule import QUEUES, OpsSettings, broker_queue_keys, health_key, heartbeat_key
+
+ClientFor = Callable[[str], KlaviyoClient]  # api key → client
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    ok: bool | None
+    detail: str
+    at: float = field(default_factory=time.time)
+
+    def line(self) -> str:
+        return f"{self.name}: {self.detail}"
+
+
+def check_redis(client: redis.Redis) -> Component:
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return Component("redis", False, f"unreachable ({type(exc).__name__}: {redact(str(exc))})")
+    return Component("redis", True, "ping ok")
+
+
+def _keys_by_account(
+    jobs: Iterable[ExportJob],
+) -> tuple[dict[str, list[str]], dict[str, str], list[Component]]:
+    """(fingerprint → job ids, fingerprint → key, failures for jobs without a key)."""
+    job_ids: dict[str, list[str]] = defaultdict(list)
+    keys: dict[str, str] = {}
+    missing: list[Component] = []
+    for job in jobs:
+        try:
+            key = job.api_key()
+        except Exception as exc:  # noqa: BLE001 - a missing key is a finding, not a crash
+            missing.append(Component(f"klaviyo[{job.id}]", False, redact(str(exc))))
+            continue
+        keys[fingerprint(key)] = key
+        job_ids[fingerprint(key)].append(job.id)
+    return job_ids, keys, missing
+
+
+def check_klaviyo(
+    jobs: Iterable[ExportJob], limiter: RateLimiter | None, client_for: ClientFor
+) -> list[Component]:
+    """``check_account`` once per distinct key, each call granted by the shared limiter."""
+    job_ids, keys, found = _keys_by_account(jobs)
+    for account, key in keys.items():
+        name = f"klaviyo[{','.join(job_ids[account])}]"
+        found.append(_check_one(name, client_for(key), limiter))
+    return found
+
+
+def _check_one(name: str, client: KlaviyoClient, limiter: RateLimiter | None) -> Component:
+    if limiter is None:
+        return Component(name, None, "not checked: the rate limiter needs Redis")
+    try:
+        wait = limiter.acquire(client.account, ops.GET_ACCOUNTS)
+        if 0 < wait <= 2:
+            time.sleep(wait)
+            wait = limiter.acquire(client.account, ops.GET_ACCOUNTS)
+    except redis.RedisError:
+        return Component(name, None, "not checked: the rate limiter needs Redis")
+    if wait > 0:
+        return Component(name, None, f"not checked: get_accounts budget used, next in {wait:.0f}s")
+    try:
+        account_id = check_account(client)
+    except KlaviyoError as exc:
+        status = f" (HTTP {exc.status})" if exc.status else ""
+        return Component(name, False, f"{type(exc).__name__}{status}: {redact(str(exc))}")
+    return Component(name, True, f"account {account_id} (key {client.account})")
+
+
+def queue_depth(client: redis.Redis, prefix: str, queue: str) -> int:
+    return sum(int(client.llen(key)) for key in broker_queue_keys(prefix, queue))
+
+
+def check_queues(client: redis.Redis, prefix: str, threshold: int) -> list[Component]:
+    found = []
+    for queue in QUEUES:
+        depth = queue_depth(client, prefix, queue)
+        ok = depth <= threshold
+        found.append(Component(f"queue[{queue}]", ok, f"{depth} waiting (max {threshold})"))
+    return found
+
+
+def check_dead_letters(
+    client: redis.Redis, prefix: str, job_ids: Iterable[str], threshold: int
+) -> list[Component]:
+    found = []
+    for job_id in job_ids:
+        size = int(client.llen(dlq_key(prefix, job_id)))
+        detail = f"{size} dead letters (max {threshold})"
+        found.append(Component(f"dead-letters[{job_id}]", size <= threshold, detail))
+    return found
+
+
+def check_heartbeats(
+    client: redis.Redis, prefix: str, period: float, required: bool, now: float | None = None
+) -> list[Component]:
+    """Each queue's heartbeat is younger than 3 periods, once workers ran (always if required)."""
+    now = time.time() if now is None else now
+    found = []
+    for queue in QUEUES:
+        raw = client.get(heartbeat_key(prefix, queue))
+        name = f"heartbeat[{queue}]"
+        if raw is None:
+            ok = False if required else None
+            found.append(Component(name, ok, "no heartbeat yet: no worker has consumed this queue"))
+            continue
+        age = now - float(raw)
+        fresh = age < 3 * period
+        found.append(Component(name, fresh, f"last {age:.0f}s ago (max {3 * period:.0f}s)"))
+    return found
+
+
+def run_checks(
+    client: redis.Redis,
+    prefix: str,
+    jobs: list[ExportJob],
+    *,
+    client_for: ClientFor,
+    limiter: RateLimiter | None,
+    settings: OpsSettings,
+    require_workers: bool = False,
+) -> list[Component]:
+    """Every check; Redis-backed ones are skipped (not failed twice) when Redis is down."""
+    redis_state = check_redis(client)
+    found = [redis_state]
+    found += check_klaviyo(jobs, limiter if redis_state.ok else None, client_for)
+    if not redis_state.ok:
+        return found
+    found += check_heartbeats(client, prefix, settings.heartbeat_interval_seconds, require_workers)
+    found += check_queues(client, prefix, settings.queue_depth_threshold)
+    job_ids = [j.id for j in jobs]
+    found += check_dead_letters(client, prefix, job_ids, settings.dead_letter_threshold)
+    return found
+
+
+def failing(components: Iterable[Component]) -> list[Component]:
+    return [c for c in components if c.ok is False]
+
+
+def as_dict(components: Iterable[Component]) -> dict[str, dict[str, Any]]:
+    return {c.name: {k: v for k, v in asdict(c).items() if k != "name"} for c in components}
+
+
+def store(client: redis.Redis, prefix: str, components: Iterable[Component]) -> None:
+    """Write each component's result into the ``{prefix}:health`` hash."""
+    mapping = {name: json.dumps(value) for name, value in as_dict(components).items()}
+    if mapping:
+        client.hset(health_key(prefix), mapping=mapping)  # type: ignore[arg-type]

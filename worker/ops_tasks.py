@@ -1,0 +1,39 @@
+"""Operational tasks run by beat: a heartbeat per queue and the periodic health check.
+
+``ops.heartbeat`` is sent to each queue and writes ``{prefix}:heartbeat:{queue}`` = now, so a
+fresh value proves that some worker is consuming *that* queue, not just that a process lives.
+``ops.health`` runs every check of :mod:`worker.health` and stores the results in
+``{prefix}:health``; Klaviyo is asked at most once a minute per key, through the limiter.
+"""
+
+from __future__ import annotations
+
+import time
+
+from worker import health, runtime
+from worker.celery_app import app
+from worker.klaviyo.client import from_settings
+from worker.schedule import OpsSettings, heartbeat_key
+from worker.settings import load_settings
+
+
+@app.task(name="ops.heartbeat", queue="maintenance", ignore_result=True)  # type: ignore[untyped-decorator]
+def heartbeat(queue: str) -> float:
+    """Prove ``queue`` is consumed: record when a worker last ran this task from it."""
+    now = time.time()
+    prefix = load_settings().key_prefix
+    runtime.redis_client().set(heartbeat_key(prefix, queue), f"{now:.3f}")
+    return now
+
+
+@app.task(name="ops.health", queue="maintenance", ignore_result=True)  # type: ignore[untyped-decorator]
+def check_health() -> int:
+    """Run every health check, store the results; return how many components fail."""
+    prefix = load_settings().key_prefix
+    client = runtime.redis_client()
+    results = health.run_checks(
+        client, prefix, list(runtime.jobs().jobs),
+        client_for=from_settings, limiter=runtime.limiter(), settings=OpsSettings(),
+    )
+    health.store(client, prefix, results)
+    return len(health.failing(results))
