@@ -32,7 +32,7 @@ run: install  ## the demo on embedded defaults (RUN_ONCE=1 stops after the summa
 	$(RUN) python -m producers.demo
 
 flower: install  ## Flower on :5555, task arguments masked
-	$(RUN) celery -A worker flower --port=5555
+	$(RUN) celery -A worker flower --address=127.0.0.1 --port=5555 $(if $(FLOWER_AUTH),--basic-auth=$(FLOWER_AUTH))
 
 sandbox: install
 	$(RUN) klaviyo-export sandbox --host 127.0.0.1 --port 8787

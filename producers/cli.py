@@ -34,11 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        load_settings()  # fail fast, whatever the command, before any module reads it
+        settings = load_settings()  # fail fast, whatever the command, before any module reads it
     except ConfigurationError as exc:
         print(f"klaviyo-export: {exc}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
+    from worker import observability  # after the settings are known to be valid
+
+    observability.init_sentry(settings, component=f"cli:{args.command}")
     try:
         return int(args.func(args))
     except (UserError, ConfigurationError) as exc:
