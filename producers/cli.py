@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from worker import observability
 from worker.settings import ConfigurationError, load_settings
 
 COMMANDS = ("jobs", "start", "status", "enqueue", "dlq", "health", "webhook", "sandbox")
@@ -39,8 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"klaviyo-export: {exc}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
-    from worker import observability  # after the settings are known to be valid
-
     observability.init_sentry(settings, component=f"cli:{args.command}")
     try:
         return int(args.func(args))

@@ -14,12 +14,22 @@ import sys
 from typing import Any
 
 OPERATIONS = {
-    "get_accounts", "get_lists", "get_list", "create_list", "get_profiles",
-    "get_profiles_for_list", "get_profile_ids_for_list", "add_profiles_to_list",
-    "remove_profiles_from_list", "create_or_update_profile", "bulk_import_profiles",
-    "get_bulk_import_profiles_job", "get_profiles_for_bulk_import_profiles_job",
+    "get_accounts",
+    "get_lists",
+    "get_list",
+    "create_list",
+    "get_profiles",
+    "get_profiles_for_list",
+    "get_profile_ids_for_list",
+    "add_profiles_to_list",
+    "remove_profiles_from_list",
+    "create_or_update_profile",
+    "bulk_import_profiles",
+    "get_bulk_import_profiles_job",
+    "get_profiles_for_bulk_import_profiles_job",
     "get_profile_ids_for_bulk_import_profiles_job",
-    "get_errors_for_bulk_import_profiles_job", "bulk_subscribe_profiles",
+    "get_errors_for_bulk_import_profiles_job",
+    "bulk_subscribe_profiles",
 }
 
 
@@ -38,7 +48,11 @@ def _refs(node: Any, found: set[str]) -> None:
 def subset(spec: dict[str, Any]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for path, ops in spec["paths"].items():
-        kept = {m: o for m, o in ops.items() if isinstance(o, dict) and o.get("operationId") in OPERATIONS}
+        kept = {
+            m: o
+            for m, o in ops.items()
+            if isinstance(o, dict) and o.get("operationId") in OPERATIONS
+        }
         if kept:
             paths[path] = kept
     components: dict[str, dict[str, Any]] = {}
@@ -61,5 +75,7 @@ def subset(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    full = json.load(open(sys.argv[1], encoding="utf-8"))
-    json.dump(subset(full), open(sys.argv[2], "w", encoding="utf-8"), indent=1, sort_keys=True)
+    with open(sys.argv[1], encoding="utf-8") as src:
+        full = json.load(src)
+    with open(sys.argv[2], "w", encoding="utf-8") as dst:
+        json.dump(subset(full), dst, indent=1, sort_keys=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from tests.conftest import wait_until
@@ -75,42 +76,96 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KLAVIYO_", "CELERY_"))}
-        env.update({
-            "REDIS_URL": self.redis_url, "KLAVIYO_BASE_URL": self.sandbox_url, "KLAVIYO_API_KEY": API_KEY,
-            "EXPORT_JOBS_FILE": str(self.jobs_file), "KEY_PREFIX": self.prefix,
-            "FLUSH_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "6", "SUBSCRIBE_SETTLE_SECONDS": "1",
-            "POLL_INTERVAL_SECONDS": "0.2", "VISIBILITY_TIMEOUT_SECONDS": "15",
-            "RATE_LIMIT_SPEED": str(self.speed), "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "REDIS_URL": self.redis_url,
+                "KLAVIYO_BASE_URL": self.sandbox_url,
+                "KLAVIYO_API_KEY": API_KEY,
+                "EXPORT_JOBS_FILE": str(self.jobs_file),
+                "KEY_PREFIX": self.prefix,
+                "FLUSH_INTERVAL_SECONDS": "0.2",
+                "LEASE_SECONDS": "6",
+                "SUBSCRIBE_SETTLE_SECONDS": "1",
+                "POLL_INTERVAL_SECONDS": "0.2",
+                "VISIBILITY_TIMEOUT_SECONDS": "15",
+                "RATE_LIMIT_SPEED": str(self.speed),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.extra_env)
         return env
 
     def settings(self) -> Settings:
-        return Settings(redis_url=self.redis_url, key_prefix=self.prefix,  # type: ignore[arg-type]
-                        klaviyo_base_url=self.sandbox_url, export_jobs_file=self.jobs_file)
+        return Settings(
+            redis_url=self.redis_url,
+            key_prefix=self.prefix,  # type: ignore[arg-type]
+            klaviyo_base_url=self.sandbox_url,
+            export_jobs_file=self.jobs_file,
+        )
 
-    def start_worker(self, name: str = "w1", concurrency: int = 2, queues: str = "realtime,backfill,maintenance"
-                     ) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str = "w1", concurrency: int = 2, queues: str = "realtime,backfill,maintenance"
+    ) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-P", "prefork", "-c", str(concurrency),
-               "-Q", queues, "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "-l", "INFO"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "-Q",
+            queues,
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "INFO",
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.workers.append(proc)
-        wait_until(lambda: b"ready." in (self.workdir / f"{name}.log").read_bytes() or proc.poll() is not None,
-                   timeout=60, message=f"worker {name} to be ready")
+        wait_until(
+            lambda: (
+                b"ready." in (self.workdir / f"{name}.log").read_bytes() or proc.poll() is not None
+            ),
+            timeout=60,
+            message=f"worker {name} to be ready",
+        )
         assert proc.poll() is None, self.log(name)
         return proc
 
     def start_beat(self) -> subprocess.Popen[bytes]:
         """celery beat, as production runs it, with a short safety-flush period."""
         log = open(self.workdir / "beat.log", "ab")  # noqa: SIM115 - closed with the process
-        cmd = [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "INFO",
-               "-s", str(self.workdir / "beat-schedule")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(self.workdir / "beat-schedule"),
+        ]
         env = {**self.env(), "SWEEP_INTERVAL_SECONDS": "1", "BOOTSTRAP_INTERVAL_SECONDS": "2"}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.workers.append(proc)
         return proc
 
@@ -151,30 +206,34 @@ class Stack:
         return {e.lower() for e in self.admin("GET", f"lists/{list_id}/emails")["emails"]}
 
     def job_state(self, job_id: str) -> dict[str, str]:
-        import redis
-
         r = redis.Redis.from_url(self.redis_url, decode_responses=True)
         return r.hgetall(f"{self.prefix}:job:{job_id}:state")
 
     def counters(self, job_id: str) -> dict[str, str]:
-        import redis
-
         r = redis.Redis.from_url(self.redis_url, decode_responses=True)
         return r.hgetall(f"{self.prefix}:job:{job_id}:counters")
 
     def wait_for_list(self, job_id: str, timeout: float = 30) -> str:
-        found = wait_until(lambda: self.job_state(job_id).get("list_id"), timeout=timeout,
-                           message=f"job {job_id} to resolve its list")
+        found = wait_until(
+            lambda: self.job_state(job_id).get("list_id"),
+            timeout=timeout,
+            message=f"job {job_id} to resolve its list",
+        )
         return str(found)
 
     def wait_for_members(self, job_id: str, expected: set[str], timeout: float = 30) -> str:
         list_id = self.wait_for_list(job_id, timeout)
-        wait_until(lambda: self.list_emails(list_id) == expected, timeout=timeout,
-                   message=f"list {list_id} to hold exactly {len(expected)} members")
+        wait_until(
+            lambda: self.list_emails(list_id) == expected,
+            timeout=timeout,
+            message=f"list {list_id} to hold exactly {len(expected)} members",
+        )
         return list_id
 
 
-def event(email: str | None, audience: str, action: Action, ts_ns: int, **fields: Any) -> AudienceEvent:
+def event(
+    email: str | None, audience: str, action: Action, ts_ns: int, **fields: Any
+) -> AudienceEvent:
     profile: dict[str, Any] = dict(fields)
     if email is not None:
         profile["email"] = email

@@ -13,7 +13,7 @@ __all__ = ["app"]
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from worker.celery_app import app
+        from worker.celery_app import app  # noqa: PLC0415 - built on first use, see above
 
         return app
     raise AttributeError(name)

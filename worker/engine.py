@@ -10,6 +10,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from worker import imports, runtime
 from worker.backoff import backoff_seconds
@@ -167,7 +168,10 @@ def sweep(job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], 
     if state.pending_count() or stale:
         schedule(job_id, 0.0)
     cutoff = time.time() - 10 * load_settings().poll_interval_seconds
-    forgotten = [k.decode() for k in state.redis.zrangebyscore(imports.outstanding_key(state), "-inf", cutoff)]
+    raw = cast(
+        "list[bytes]", state.redis.zrangebyscore(imports.outstanding_key(state), "-inf", cutoff)
+    )
+    forgotten = [k.decode() for k in raw]
     for kjob_id in forgotten:
         state.redis.zadd(imports.outstanding_key(state), {kjob_id: time.time()})
         schedule_poll(job_id, kjob_id)

@@ -3,7 +3,8 @@
 Klaviyo validates a bulk body as a whole: one bad profile makes the whole call
 a 400 (peers' most common complaint). We drop the items its ``source.pointer``
 names and send the rest; when it names none, we bisect until the bad ones are
-alone. A profile over Klaviyo's size cap, refused before sending, is found the same way. Rate limits, transient errors and auth errors pass through to the caller.
+alone. A profile over Klaviyo's size cap, refused before sending, is found
+the same way. Rate limits, transient errors and auth errors pass through.
 """
 
 from __future__ import annotations
@@ -45,19 +46,21 @@ def send_isolating(items: Sequence[T], send: Callable[[list[T]], None]) -> Isola
         return Isolated()
     try:
         send(batch)
-        return Isolated(sent=batch)
-    except BatchTooLarge as exc:  # one oversized profile: find it like a 400 without pointers
-        if len(batch) == 1:
-            return Isolated(refused=[(batch[0], str(exc))])
-        mid = len(batch) // 2
-        return send_isolating(batch[:mid], send).merge(send_isolating(batch[mid:], send))
+    except BatchTooLarge as exc:  # one oversized profile: found like a 400 without pointers
+        return _bisect(batch, send, str(exc))
     except InvalidRequest as exc:
         named = sorted(i for i in exc.bad_items() if i < len(batch))
-        if named:
-            refused = [(batch[i], reason_of(exc, i)) for i in named]
-            rest = [item for i, item in enumerate(batch) if i not in set(named)]
-            return Isolated(refused=refused).merge(send_isolating(rest, send))
-        if len(batch) == 1:
-            return Isolated(refused=[(batch[0], reason_of(exc))])
-        mid = len(batch) // 2
-        return send_isolating(batch[:mid], send).merge(send_isolating(batch[mid:], send))
+        if not named:
+            return _bisect(batch, send, reason_of(exc))
+        refused = [(batch[i], reason_of(exc, i)) for i in named]
+        rest = [item for i, item in enumerate(batch) if i not in set(named)]
+        return Isolated(refused=refused).merge(send_isolating(rest, send))
+    return Isolated(sent=batch)
+
+
+def _bisect(batch: list[T], send: Callable[[list[T]], None], reason: str) -> Isolated[T]:
+    """Klaviyo did not say which item is bad: halve until it stands alone."""
+    if len(batch) == 1:
+        return Isolated(refused=[(batch[0], reason)])
+    mid = len(batch) // 2
+    return send_isolating(batch[:mid], send).merge(send_isolating(batch[mid:], send))

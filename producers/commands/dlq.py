@@ -9,6 +9,7 @@ import time
 import redis
 
 from producers.cli import UserError
+from worker.celery_app import create_app
 from worker.deadletter import DeadLetterStore
 from worker.jobs import load_jobs
 from worker.keys import JobKeys
@@ -30,6 +31,8 @@ def replay(client: redis.Redis, store: DeadLetterStore, keys: JobKeys) -> int:
     emails = sorted({d.email for d in letters if d.email})
     if emails:
         client.zadd(keys.pending, dict.fromkeys(emails, int(time.time() * 1000)), nx=True)
+        app = create_app(load_settings())
+        app.send_task("export.flush", args=(keys.job_id,), queue="realtime", ignore_result=True)
     return len(emails)
 
 
@@ -43,12 +46,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             for letter in store.list(args.limit):
-                masked = letter.masked()
-                print(json.dumps(masked.model_dump(mode="json")) if args.json else
-                      f"{masked.at} {masked.email} [{masked.source}] {masked.reason}")
+                shown = letter.masked()
+                print(
+                    json.dumps(shown)
+                    if args.json
+                    else f"{shown['at']} {shown['email']} [{shown['source']}] {shown['reason']}"
+                )
             print(f"{store.size()} dead letter(s) for {args.job}")
         elif args.action == "replay":
-            print(f"replayed {replay(client, store, JobKeys(settings.key_prefix, args.job))} user(s)")
+            print(
+                f"replayed {replay(client, store, JobKeys(settings.key_prefix, args.job))} user(s)"
+            )
         else:
             print(f"purged {store.purge()} dead letter(s)")
     except redis.RedisError as exc:

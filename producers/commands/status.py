@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from typing import Any
 
 import redis
 
+from producers.backfill import progress as backfill_progress
 from producers.cli import UserError
 from worker.counters import JobCounters
 from worker.jobs import load_jobs
@@ -31,18 +33,36 @@ def job_status(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any]:
     counters = JobCounters(client, prefix, job_id).snapshot()
     desired = DesiredState(client, keys)
     return {
-        "job": job_id, "status": state.status.value, "list_id": state.list_id, "reason": state.reason,
-        "pending": desired.pending_count(), "inflight": desired.inflight_count(), **counters.as_dict(),
+        "job": job_id,
+        "status": state.status.value,
+        "list_id": state.list_id,
+        "reason": state.reason,
+        "pending": desired.pending_count(),
+        "inflight": desired.inflight_count(),
+        **counters.as_dict(),
+        "backfill": _backfill(client, prefix, job_id),
     }
+
+
+def _backfill(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any] | None:
+    run = backfill_progress.latest(client, prefix, job_id)
+    return None if run is None else {**asdict(run), "text": backfill_progress.describe(run)}
 
 
 def _line(row: dict[str, Any]) -> str:
     omitted = row.get("omitted") or {}
-    parts = [f"{row['job']}: {row['status']}", f"list {row['list_id'] or '-'}",
-             f"added {row['added']}", f"removed {row['removed']}",
-             f"omitted {sum(omitted.values())}" + (f" {omitted}" if omitted else ""),
-             f"failed {row['failed']}", f"dead-lettered {row['dead_lettered']}",
-             f"pending {row['pending']}"]
+    parts = [
+        f"{row['job']}: {row['status']}",
+        f"list {row['list_id'] or '-'}",
+        f"added {row['added']}",
+        f"removed {row['removed']}",
+        f"omitted {sum(omitted.values())}" + (f" {omitted}" if omitted else ""),
+        f"failed {row['failed']}",
+        f"dead-lettered {row['dead_lettered']}",
+        f"pending {row['pending']}",
+    ]
+    if row.get("backfill"):
+        parts.append(row["backfill"]["text"])
     if row.get("reason"):
         parts.append(f"reason: {row['reason']}")
     if row.get("last_error"):
@@ -55,10 +75,14 @@ def run(args: argparse.Namespace) -> int:
     jobs = load_jobs(settings.export_jobs_file)
     ids = [j.id for j in jobs.jobs]
     if args.job and args.job not in ids:
-        raise UserError(f"no job {args.job!r} in {settings.export_jobs_file} (jobs: {', '.join(ids)})")
+        raise UserError(
+            f"no job {args.job!r} in {settings.export_jobs_file} (jobs: {', '.join(ids)})"
+        )
     client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
     try:
-        rows = [job_status(client, settings.key_prefix, j) for j in ([args.job] if args.job else ids)]
+        rows = [
+            job_status(client, settings.key_prefix, j) for j in ([args.job] if args.job else ids)
+        ]
     except redis.RedisError as exc:
         raise UserError(f"cannot reach Redis at REDIS_URL: {exc}") from None
     print(json.dumps(rows, indent=2) if args.json else "\n".join(_line(r) for r in rows))

@@ -21,8 +21,9 @@ def sandbox_server() -> Iterator[SandboxServer]:
 
 
 @pytest.fixture
-def stack(redis_server: RedisServer, redis_url: str, sandbox_server: SandboxServer, tmp_path: Path
-          ) -> Iterator[Stack]:
+def stack(
+    redis_server: RedisServer, redis_url: str, sandbox_server: SandboxServer, tmp_path: Path
+) -> Iterator[Stack]:
     """Workers, the sandbox and Redis wired together; every worker is stopped afterwards."""
     s = Stack(redis_url=redis_url, sandbox_url=sandbox_server.url, workdir=tmp_path)
     yield s

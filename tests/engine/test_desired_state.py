@@ -15,11 +15,16 @@ EMAILS = [f"u{i}@example.com" for i in range(40)]
 AUDIENCES = ["a", "b", "c"]
 
 marks = st.lists(
-    st.builds(Mark, email=st.sampled_from(EMAILS), audience=st.sampled_from(AUDIENCES),
-              action=st.sampled_from(["E", "X"]), ts_ns=st.integers(1_700_000_000_000_000_000,
-                                                                    1_700_000_000_000_000_050),
-              attributes=st.none()),
-    min_size=1, max_size=300,
+    st.builds(
+        Mark,
+        email=st.sampled_from(EMAILS),
+        audience=st.sampled_from(AUDIENCES),
+        action=st.sampled_from(["E", "X"]),
+        ts_ns=st.integers(1_700_000_000_000_000_000, 1_700_000_000_000_000_050),
+        attributes=st.none(),
+    ),
+    min_size=1,
+    max_size=300,
 )
 
 
@@ -40,10 +45,13 @@ def members(state: DesiredState) -> set[str]:
 
 
 class TestRecord:
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(history=marks, seed=st.integers(0, 2**32 - 1))
-    def test_any_order_and_duplicates_give_the_same_members(self, redis_url: str, history: list[Mark],
-                                                            seed: int) -> None:
+    def test_any_order_and_duplicates_give_the_same_members(
+        self, redis_url: str, history: list[Mark], seed: int
+    ) -> None:
         """Shuffled, duplicated and late events end in the membership the newest events say."""
         # given a history delivered shuffled with duplicates, in random batches
         client = redis.Redis.from_url(redis_url)
@@ -54,7 +62,7 @@ class TestRecord:
         rng.shuffle(delivered)
         # when
         for start in range(0, len(delivered), 17):
-            state.record(delivered[start:start + 17], now_ms=1)
+            state.record(delivered[start : start + 17], now_ms=1)
         # then
         assert members(state) == expected_members(history)
 
@@ -70,16 +78,23 @@ class TestRecord:
     def test_change_updates_fields_of_members_only(self, redis_client: redis.Redis) -> None:
         """A change event sets fields for a current member and is ignored for anyone else."""
         state = DesiredState(redis_client, JobKeys("p", "job"))
-        state.record([Mark("in@x.io", "a", "E", 1, {"first_name": "Old"}),
-                      Mark("in@x.io", "a", "C", 2, {"first_name": "New"}),
-                      Mark("out@x.io", "a", "C", 2, {"first_name": "Nobody"})], now_ms=1)
+        state.record(
+            [
+                Mark("in@x.io", "a", "E", 1, {"first_name": "Old"}),
+                Mark("in@x.io", "a", "C", 2, {"first_name": "New"}),
+                Mark("out@x.io", "a", "C", 2, {"first_name": "Nobody"}),
+            ],
+            now_ms=1,
+        )
         inside, outside = state.read(["in@x.io", "out@x.io"])
         assert inside.attributes == {"first_name": "New"}
         assert outside.attributes == {}
 
 
 class TestClaim:
-    def test_a_user_held_by_one_flusher_is_not_claimed_by_another(self, redis_client: redis.Redis) -> None:
+    def test_a_user_held_by_one_flusher_is_not_claimed_by_another(
+        self, redis_client: redis.Redis
+    ) -> None:
         """Two claims never hand out the same user while its lease is live."""
         state = DesiredState(redis_client, JobKeys("p", "job"))
         state.record([Mark(e, "a", "E", 1, None) for e in EMAILS[:10]], now_ms=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from tests.conftest import wait_until
 from tests.harness import Stack, event
@@ -21,8 +22,10 @@ def stats_total(stack: Stack, status: str) -> int:
 
 @pytest.mark.faults
 class TestLimits:
-    def test_a_burst_of_20000_enters_meets_no_429_and_a_storm_loses_nothing(self, stack: Stack) -> None:
-        """Two workers export 20,000 enters at real limits with zero 429s; a forced storm then pauses them."""
+    def test_a_burst_of_20000_enters_meets_no_429_and_a_storm_loses_nothing(
+        self, stack: Stack
+    ) -> None:
+        """Two workers export 20,000 enters with zero 429s; a forced storm then pauses them."""
         # given two worker processes against the sandbox's real limits
         stack.write_jobs({"id": "burst", "audiences": ["vip"]})
         stack.start_worker("w1")
@@ -30,7 +33,7 @@ class TestLimits:
         emails = [f"user{i:05d}@example.com" for i in range(20_000)]
         # when a burst of 20,000 enter events arrives in bodies of 1,000
         for start in range(0, len(emails), 1000):
-            stack.send("burst", [event(e, "vip", E, T0) for e in emails[start:start + 1000]])
+            stack.send("burst", [event(e, "vip", E, T0) for e in emails[start : start + 1000]])
         stack.wait_for_members("burst", set(emails), timeout=120)
         # then not one call was refused
         assert stats_total(stack, "429") == 0
@@ -57,8 +60,11 @@ class TestCrashes:
         victim = stack.start_worker("w1")
         emails = [f"k{i:04d}@example.com" for i in range(3000)]
         stack.send("crash", [event(e, "vip", E, T0) for e in emails])
-        wait_until(lambda: int(stack.counters("crash").get("added", 0)) > 0 or _inflight(stack, "crash"),
-                   timeout=30, message="a flush in flight")
+        wait_until(
+            lambda: int(stack.counters("crash").get("added", 0)) > 0 or _inflight(stack, "crash"),
+            timeout=30,
+            message="a flush in flight",
+        )
         stack.kill_worker(victim)
         stack.admin("DELETE", "faults")
         stack.start_worker("w2")
@@ -66,33 +72,43 @@ class TestCrashes:
         try:
             stack.wait_for_members("crash", set(emails), timeout=60)
         except AssertionError:
-            import redis
             r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
             base = f"{stack.prefix}:job:crash"
-            print("COUNTERS", stack.counters("crash"), "pending", r.zcard(base + ":pending"),
-                  "inflight", r.zrange(base + ":inflight", 0, 3, withscores=True), time.time() * 1000,
-                  "members", len(stack.list_emails(stack.wait_for_list("crash"))))
+            print(
+                "COUNTERS",
+                stack.counters("crash"),
+                "pending",
+                r.zcard(base + ":pending"),
+                "inflight",
+                r.zrange(base + ":inflight", 0, 3, withscores=True),
+                time.time() * 1000,
+                "members",
+                len(stack.list_emails(stack.wait_for_list("crash"))),
+            )
             print("W2LOG", stack.log("w2")[-3000:])
             print("W1LOG", stack.log("w1")[-3000:])
             raise
         assert int(stack.counters("crash")["added"]) == len(emails)
 
-    def test_a_poison_profile_is_dead_lettered_without_blocking_its_batch(self, stack: Stack) -> None:
+    def test_a_poison_profile_is_dead_lettered_without_blocking_its_batch(
+        self, stack: Stack
+    ) -> None:
         """Klaviyo's refusal of one profile sends it to the dead-letter store with the reason."""
         stack.write_jobs({"id": "poison", "audiences": ["vip"], "force_add": True})
         stack.start_worker()
         good = [f"p{i}@example.com" for i in range(200)]
-        stack.send("poison", [event(e, "vip", E, T0) for e in [*good[:100], "bad@domain.c", *good[100:]]])
+        stack.send(
+            "poison", [event(e, "vip", E, T0) for e in [*good[:100], "bad@domain.c", *good[100:]]]
+        )
         stack.wait_for_members("poison", set(good), timeout=60)
-        wait_until(lambda: stack.counters("poison").get("dead_lettered") == "1", timeout=20,
-                   message="one dead letter")
-        import redis
-
+        wait_until(
+            lambda: stack.counters("poison").get("dead_lettered") == "1",
+            timeout=20,
+            message="one dead letter",
+        )
         raw = redis.Redis.from_url(stack.redis_url).lrange(f"{stack.prefix}:job:poison:dlq", 0, -1)
         assert len(raw) == 1 and b"bad@domain.c" in raw[0] and b"nvalid email" in raw[0]
 
 
 def _inflight(stack: Stack, job_id: str) -> int:
-    import redis
-
     return int(redis.Redis.from_url(stack.redis_url).zcard(f"{stack.prefix}:job:{job_id}:inflight"))

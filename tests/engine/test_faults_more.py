@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,11 @@ class TestFlakyKlaviyo:
         """With a fifth of calls failing or cut, the list still ends exactly right."""
         stack.write_jobs({"id": "flaky", "audiences": ["vip"]})
         stack.extra_env["FLUSH_BATCH_SIZE"] = "100"  # many calls, so that many of them fail
-        stack.admin("POST", "faults", json={"error_rate": 0.2, "statuses": [500, 502, 503], "drop_rate": 0.2})
+        stack.admin(
+            "POST",
+            "faults",
+            json={"error_rate": 0.2, "statuses": [500, 502, 503], "drop_rate": 0.2},
+        )
         stack.start_worker()
         stack.start_beat()
         emails = [f"f{i:04d}@example.com" for i in range(3000)]
@@ -51,14 +56,22 @@ class TestFlakyKlaviyo:
         # when the key stops working
         stack.admin("POST", "faults", json={"auth_fail": True})
         stack.send("auth", [event(f"b{i}@example.com", "vip", E, T0) for i in range(100)])
-        wait_until(lambda: stack.job_state("auth").get("status") == "auth_failed", timeout=30, message="auth_failed")
+        wait_until(
+            lambda: stack.job_state("auth").get("status") == "auth_failed",
+            timeout=30,
+            message="auth_failed",
+        )
         assert "401" in stack.job_state("auth")["reason"]
         calls_then = _calls(stack)
-        wait_until(lambda: _calls(stack) - calls_then <= 4 and _elapsed_ok(), timeout=5, message="quiet")
+        wait_until(
+            lambda: _calls(stack) - calls_then <= 4 and _elapsed_ok(), timeout=5, message="quiet"
+        )
         assert _calls(stack) - calls_then <= 6, "a failed job must not keep calling Klaviyo"
         # when the key works again
         stack.admin("DELETE", "faults")
-        expected = {f"a{i}@example.com" for i in range(100)} | {f"b{i}@example.com" for i in range(100)}
+        expected = {f"a{i}@example.com" for i in range(100)} | {
+            f"b{i}@example.com" for i in range(100)
+        }
         stack.wait_for_members("auth", expected, timeout=60)
         assert stack.job_state("auth")["status"] == "ready"
 
@@ -72,8 +85,9 @@ def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 
 @pytest.mark.faults
 def test_redis_killed_and_restarted_with_aof_mid_run_loses_nothing(
-        aof_redis: RedisServer, sandbox_server: SandboxServer, tmp_path: Path) -> None:
-    """Redis dies with SIGKILL mid-run and comes back from its append-only file: the list ends exact."""
+    aof_redis: RedisServer, sandbox_server: SandboxServer, tmp_path: Path
+) -> None:
+    """Redis dies with SIGKILL mid-run and comes back from its AOF: the list ends exact."""
     stack = Stack(redis_url=aof_redis.url, sandbox_url=sandbox_server.url, workdir=tmp_path)
     try:
         stack.write_jobs({"id": "aof", "audiences": ["vip"]})
@@ -81,13 +95,17 @@ def test_redis_killed_and_restarted_with_aof_mid_run_loses_nothing(
         stack.start_beat()
         emails = [f"r{i:04d}@example.com" for i in range(4000)]
         stack.send("aof", [event(e, "vip", E, T0) for e in emails[:2000]])
-        wait_until(lambda: int(stack.counters("aof").get("added", 0)) > 0, timeout=30, message="progress")
+        wait_until(
+            lambda: int(stack.counters("aof").get("added", 0)) > 0, timeout=30, message="progress"
+        )
         worker = stack.workers[0]
         aof_redis.kill()
         aof_redis.start()
         # kombu 5.7 can exit the worker on a lost broker connection; its supervisor
         # (Compose restart policy, systemd) starts it again, as we do here
-        if wait_until(lambda: worker.poll() is not None, timeout=10, message="worker exit", fail=False):
+        if wait_until(
+            lambda: worker.poll() is not None, timeout=10, message="worker exit", fail=False
+        ):
             stack.start_worker("w2")
         stack.send("aof", [event(e, "vip", E, T0) for e in emails[2000:]])
         stack.wait_for_members("aof", set(emails), timeout=60)
@@ -97,7 +115,7 @@ def test_redis_killed_and_restarted_with_aof_mid_run_loses_nothing(
 
 @pytest.mark.faults
 def test_shuffled_duplicated_and_late_events_end_exact(stack: Stack) -> None:
-    """Thousands of users' enters and exits, shuffled and duplicated, end in the model's membership."""
+    """Thousands of users' events, shuffled and duplicated, end in the model's membership."""
     stack.write_jobs({"id": "mix", "audiences": ["a", "b"]})
     stack.start_worker()
     rng = random.Random(7)
@@ -105,11 +123,13 @@ def test_shuffled_duplicated_and_late_events_end_exact(stack: Stack) -> None:
     for i in range(2000):
         for audience in ("a", "b"):
             for step in range(rng.randint(0, 3)):
-                history.append(event(f"m{i}@example.com", audience, E if step % 2 == 0 else X, T0 + step))
+                history.append(
+                    event(f"m{i}@example.com", audience, E if step % 2 == 0 else X, T0 + step)
+                )
     delivered = history + rng.sample(history, k=len(history) // 4)
     rng.shuffle(delivered)
     for start in range(0, len(delivered), 500):
-        stack.send("mix", delivered[start:start + 500])
+        stack.send("mix", delivered[start : start + 500])
     stack.wait_for_members("mix", _model(history), timeout=90)
 
 
@@ -127,7 +147,5 @@ def _calls(stack: Stack) -> int:
 
 
 def _elapsed_ok() -> bool:
-    import time
-
     time.sleep(2)  # a quiet period long enough for several sweeps (1 s) to have run
     return True

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from tests.harness import Stack, event
+from sandbox.testing import SandboxClient
+from tests.conftest import wait_until
+from tests.harness import API_KEY, Stack, event
 from worker.events import Action
 
 E, X, C = Action.ENTER, Action.EXIT, Action.CHANGE
@@ -19,9 +21,19 @@ def ts(n: int) -> int:
 
 @pytest.fixture
 def vip(stack: Stack) -> Stack:
-    stack.write_jobs({"id": "vip", "audiences": ["vip", "buyers"], "new_list_name": "VIP",
-                      "field_map": {"first_name": "first_name", "city": "location.city",
-                                    "ltv": "properties.ltv", "is_member": "properties.member"}})
+    stack.write_jobs(
+        {
+            "id": "vip",
+            "audiences": ["vip", "buyers"],
+            "new_list_name": "VIP",
+            "field_map": {
+                "first_name": "first_name",
+                "city": "location.city",
+                "ltv": "properties.ltv",
+                "is_member": "properties.member",
+            },
+        }
+    )
     stack.start_worker()
     return stack
 
@@ -29,7 +41,10 @@ def vip(stack: Stack) -> Stack:
 class TestEnterExit:
     def test_enter_exit_and_reenter(self, vip: Stack) -> None:
         """A user who enters is subscribed; exiting removes them; re-entering puts them back."""
-        vip.send("vip", [event("ann@example.com", "vip", E, ts(1)), event("bob@example.com", "vip", E, ts(1))])
+        vip.send(
+            "vip",
+            [event("ann@example.com", "vip", E, ts(1)), event("bob@example.com", "vip", E, ts(1))],
+        )
         list_id = vip.wait_for_members("vip", {"ann@example.com", "bob@example.com"})
         vip.send("vip", [event("ann@example.com", "vip", X, ts(2))])
         vip.wait_for_members("vip", {"bob@example.com"})
@@ -41,7 +56,13 @@ class TestEnterExit:
 
     def test_exiting_one_of_two_audiences_keeps_the_user(self, vip: Stack) -> None:
         """A user in two selected audiences stays on the list until they leave both."""
-        vip.send("vip", [event("cat@example.com", "vip", E, ts(1)), event("cat@example.com", "buyers", E, ts(1))])
+        vip.send(
+            "vip",
+            [
+                event("cat@example.com", "vip", E, ts(1)),
+                event("cat@example.com", "buyers", E, ts(1)),
+            ],
+        )
         vip.wait_for_members("vip", {"cat@example.com"})
         vip.send("vip", [event("cat@example.com", "vip", X, ts(2))])
         time.sleep(1.5)  # nothing should happen: give a wrong removal the time to show
@@ -51,19 +72,51 @@ class TestEnterExit:
 
     def test_fields_map_to_standard_and_custom_attributes(self, vip: Stack) -> None:
         """Mapped fields land on the Klaviyo profile: standard, location and custom properties."""
-        vip.send("vip", [event("Dan@Example.COM ", "vip", E, ts(1), first_name="Dan", city="Oslo", ltv=12.5,
-                               is_member="t")])
+        vip.send(
+            "vip",
+            [
+                event(
+                    "Dan@Example.COM ",
+                    "vip",
+                    E,
+                    ts(1),
+                    first_name="Dan",
+                    city="Oslo",
+                    ltv=12.5,
+                    is_member="t",
+                )
+            ],
+        )
         vip.wait_for_members("vip", {"dan@example.com"})
-        vip.send("vip", [event("dan@example.com", "vip", C, ts(2), first_name="Daniel", city="Oslo", ltv=13,
-                               is_member="f")])
+        vip.send(
+            "vip",
+            [
+                event(
+                    "dan@example.com",
+                    "vip",
+                    C,
+                    ts(2),
+                    first_name="Daniel",
+                    city="Oslo",
+                    ltv=13,
+                    is_member="f",
+                )
+            ],
+        )
         profile = _wait_profile(vip, "dan@example.com", lambda p: p["first_name"] == "Daniel")
         assert profile["location"]["city"] == "Oslo"
         assert profile["properties"]["ltv"] == 13 and profile["properties"]["member"] is False
 
     def test_invalid_or_missing_emails_are_omitted_and_counted(self, vip: Stack) -> None:
         """Users without a valid email are not exported and are counted by reason."""
-        vip.send("vip", [event("not-an-email", "vip", E, ts(1)), event(None, "vip", E, ts(1)),
-                         event("eve@example.com", "vip", E, ts(1))])
+        vip.send(
+            "vip",
+            [
+                event("not-an-email", "vip", E, ts(1)),
+                event(None, "vip", E, ts(1)),
+                event("eve@example.com", "vip", E, ts(1)),
+            ],
+        )
         vip.wait_for_members("vip", {"eve@example.com"})
         counters = vip.counters("vip")
         assert counters["omitted:invalid_email"] == "1" and counters["omitted:no_email"] == "1"
@@ -71,7 +124,7 @@ class TestEnterExit:
 
 class TestModes:
     def test_force_add_adds_without_consent(self, stack: Stack) -> None:
-        """A force-add job puts users on the list through a bulk import, without subscribing them."""
+        """A force-add job lists users through a bulk import, without subscribing them."""
         stack.write_jobs({"id": "force", "audiences": ["vip"], "force_add": True})
         stack.start_worker()
         stack.send("force", [event(f"f{i}@example.com", "vip", E, ts(1)) for i in range(5)])
@@ -94,37 +147,34 @@ class TestModes:
 
     def test_a_missing_selected_list_fails_the_job_and_creates_nothing(self, stack: Stack) -> None:
         """A selected list id that does not exist marks the job failed with the reason."""
-        stack.write_jobs({"id": "ghost", "audiences": ["vip"], "list_id": "NOPE42", "new_list_name": "Ignored"})
+        stack.write_jobs(
+            {"id": "ghost", "audiences": ["vip"], "list_id": "NOPE42", "new_list_name": "Ignored"}
+        )
         stack.start_worker()
         stack.send("ghost", [event("hal@example.com", "vip", E, ts(1))])
-        from tests.conftest import wait_until
-
-        wait_until(lambda: stack.job_state("ghost").get("status") == "failed", timeout=20, message="job failed")
+        wait_until(
+            lambda: stack.job_state("ghost").get("status") == "failed",
+            timeout=20,
+            message="job failed",
+        )
         assert "NOPE42" in stack.job_state("ghost")["reason"]
         assert stack.admin("GET", "stats")["operations"].get("create_list") is None
 
 
 def _create_list(stack: Stack, name: str, opt_in: str) -> str:
-    from sandbox.testing import SandboxClient
-    from tests.harness import API_KEY
-
     return SandboxClient(stack.sandbox_url, API_KEY).create_list(name, opt_in)
 
 
 def _wait_subscribe_jobs(stack: Stack) -> list[object]:
-    from tests.conftest import wait_until
-
     def done() -> list[object]:
-        return [j for j in stack.admin("GET", "subscribe-jobs")["data"] if j.get("status") == "complete"]
+        return [
+            j for j in stack.admin("GET", "subscribe-jobs")["data"] if j.get("status") == "complete"
+        ]
 
     return list(wait_until(done, timeout=20, message="a completed subscribe job"))  # type: ignore[arg-type]
 
 
 def _wait_profile(stack: Stack, email: str, check: object) -> dict[str, object]:
-    from sandbox.testing import SandboxClient
-    from tests.conftest import wait_until
-    from tests.harness import API_KEY
-
     api = SandboxClient(stack.sandbox_url, API_KEY)
 
     def fetch() -> dict[str, object] | None:
