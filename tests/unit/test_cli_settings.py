@@ -13,11 +13,19 @@ SECRET = "pk_live_supersecret_123456"
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "KLAVIYO_API_KEY": SECRET, **env}
-    return subprocess.run([sys.executable, "-m", "producers.cli", *args], env=full_env, text=True,
-                          capture_output=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        env=full_env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("command", [["jobs", "validate"], ["status"], ["health"], ["dlq", "list", "x"]])
+@pytest.mark.parametrize(
+    "command", [["jobs", "validate"], ["status"], ["health"], ["dlq", "list", "x"]]
+)
 def test_an_invalid_base_url_stops_every_command_with_one_line(command: list[str]) -> None:
     """`KLAVIYO_BASE_URL=notaurl` gives exit 2 and one stderr line naming the variable."""
     result = run_cli(*command, KLAVIYO_BASE_URL="notaurl")

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from tests.conftest import wait_until
 
+from tests.conftest import wait_until
 from worker.klaviyo.operations import Operation
 from worker.ratelimit import RateLimiter, allowed_calls
 
