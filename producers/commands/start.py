@@ -1,14 +1,116 @@
-"""`klaviyo-export start` (not yet implemented)."""
+"""``klaviyo-export start JOB [--from-file PATH] [--wait]``: bootstrap the list, then backfill.
+
+The list is resolved first (found, created or checked). When the job has ``backfill = true``,
+or a file is given, the audience's current members are streamed to the ``backfill`` queue
+(from the file, else from Lytics' scan API); the job goes on in real time afterwards. A run
+interrupted while dispatching resumes from its checkpoint when ``start`` is run again.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from producers.backfill.files import FileSource, SourceError
+from producers.backfill.producer import Producer, Source
+from producers.backfill.progress import Progress, from_hash, summary, watch
+from producers.backfill.scan import ScanSource
+from producers.cli import UserError
+from worker import engine, runtime
+from worker.backfill import RunStore
+from worker.bootstrap import BootstrapBusy
+from worker.gate import Throttled
+from worker.jobs import ExportJob
+from worker.jobstate import JobStateStore
+from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
+from worker.settings import Settings, load_settings
+
+BOOTSTRAP_ATTEMPTS = 20
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("start", help="start (not yet implemented)")
+    parser = sub.add_parser("start", help="resolve a job's list, then backfill its audiences",
+                            description="Bootstrap JOB's Klaviyo list; then, when the job has "
+                                        "backfill = true (or --from-file is given), export the "
+                                        "audiences' current members.")
+    parser.add_argument("job", metavar="JOB", help="the export job's id")
+    parser.add_argument("--from-file", metavar="PATH",
+                        help="Lytics profiles as JSON lines or CSV with a header row "
+                             "(default: Lytics' segment scan API)")
+    parser.add_argument("--wait", action="store_true",
+                        help="show progress until the backfill finishes, then its summary")
+    parser.add_argument("--segment-chunks", type=int, default=20, metavar="N",
+                        help="chunk tasks per chord (default 20): smaller segments report sooner")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("start")
+    settings = load_settings()
+    job = _job(args.job, settings)
+    list_id = bootstrap(job)
+    print(f"{job.id}: list {list_id} ready")
+    if not (job.backfill or args.from_file):
+        print(f"{job.id}: backfill = false; exporting in real time only")
+        return 0
+    try:
+        source = _source(args, job, settings)
+        producer = Producer(runtime.redis_client(), settings.key_prefix, job, source,
+                            segment_chunks=max(1, args.segment_chunks))
+        if producer.resumed:
+            print(f"{job.id}: resuming backfill {producer.run_id} "
+                  f"from chunk {producer.cursor.chunk}")
+        store = producer.run()
+    except SourceError as exc:
+        raise UserError(str(exc)) from None
+    except redis.RedisError as exc:
+        raise UserError(f"cannot reach Redis (REDIS_URL): {exc}; rerun to resume") from None
+    print(f"{job.id}: backfill {store.run_id} dispatched {producer.cursor.profiles:,} profiles "
+          f"in {producer.cursor.chunk:,} chunks")
+    if args.wait:
+        final = watch(lambda: read(store), sys.stdout, tty=sys.stdout.isatty())
+        print(summary(final))
+    return 0
+
+
+def read(store: RunStore) -> Progress:
+    return from_hash(store.run_id, store.progress())
+
+
+def bootstrap(job: ExportJob) -> str:
+    """The job's list id, resolved now; UserError when the job cannot run."""
+    for _ in range(BOOTSTRAP_ATTEMPTS):
+        try:
+            list_id = engine.run_bootstrap(job.id)
+        except Throttled as exc:
+            time.sleep(min(exc.wait, 5.0))
+            continue
+        except (BootstrapBusy, RateLimited, KlaviyoRetriableError):
+            time.sleep(1.0)
+            continue
+        if list_id:
+            return list_id
+        state = JobStateStore(runtime.redis_client(), runtime.job_keys(job.id)).get()
+        raise UserError(f"job {job.id!r} is {state.status.value}: {state.reason}")
+    raise UserError(f"job {job.id!r}: Klaviyo kept refusing the list bootstrap; try again later")
+
+
+def _job(job_id: str, settings: Settings) -> ExportJob:
+    jobs = runtime.jobs()
+    try:
+        return jobs.get(job_id)
+    except KeyError:
+        ids = ", ".join(j.id for j in jobs.jobs)
+        raise UserError(f"no job {job_id!r} in {settings.export_jobs_file} (jobs: {ids})") from None
+
+
+def _source(args: argparse.Namespace, job: ExportJob, settings: Settings) -> Source:
+    if args.from_file:
+        return FileSource(Path(args.from_file), job)
+    if settings.lytics_api_token is None:
+        raise UserError("LYTICS_API_TOKEN is not set: set it, or give --from-file")
+    token = settings.lytics_api_token.get_secret_value()
+    return ScanSource(job, str(settings.lytics_base_url), token)

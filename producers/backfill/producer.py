@@ -1,0 +1,152 @@
+"""Stream a source into stored chunks and flat chords of chunk tasks, with a checkpoint.
+
+Each chunk (the mode's bulk cap: 1,000 to subscribe, 10,000 to force-add) is written to
+Redis as wire events; messages carry only ``(job, run, n)``. Chunks go out in segments: one
+flat chord of up to ``segment_chunks`` chunk tasks and a ``backfill.segment`` body, sent as
+soon as the segment is full (or ``segment_seconds`` old), so workers start while the source
+is still being read. After each segment the checkpoint records where the source resumes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+import redis
+from celery import chord
+
+from producers.backfill.member import Member
+from worker.backfill import RUN_TTL, RunStore
+from worker.backfill_tasks import chunk, segment
+from worker.jobs import ExportJob
+
+SUBSCRIBE_CHUNK = 1_000
+FORCE_ADD_CHUNK = 10_000
+
+
+class Source(Protocol):
+    def describe(self) -> str: ...
+    def total(self) -> int | None: ...
+    def members(self, position: dict[str, Any]) -> Iterator[Member]: ...
+
+
+@dataclass
+class Cursor:
+    """Where the run stands: the source position, the next chunk and segment numbers."""
+
+    position: dict[str, Any]
+    chunk: int = 0
+    segment: int = 0
+    profiles: int = 0
+
+
+def current_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}:bf:{job_id}:current"
+
+
+def last_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}:bf:{job_id}:last"
+
+
+class Producer:
+    """One backfill run of one job: new, or resumed from its checkpoint."""
+
+    def __init__(self, client: redis.Redis, prefix: str, job: ExportJob, source: Source, *,
+                 segment_chunks: int = 20, segment_seconds: float = 2.0,
+                 chunk_size: int | None = None) -> None:
+        self.redis, self.prefix, self.job, self.source = client, prefix, job, source
+        self.segment_chunks, self.segment_seconds = segment_chunks, segment_seconds
+        self.chunk_size = chunk_size or (FORCE_ADD_CHUNK if job.force_add else SUBSCRIBE_CHUNK)
+        self.store, self.cursor, self.ts_ns, self.resumed = self._open()
+
+    @property
+    def run_id(self) -> str:
+        return self.store.run_id
+
+    def _open(self) -> tuple[RunStore, Cursor, int, bool]:
+        run_id = _text(self.redis.get(current_key(self.prefix, self.job.id)))
+        if run_id:
+            store = RunStore(self.redis, self.prefix, self.job.id, run_id)
+            info = store.progress()
+            if info.get("status") == "running" and info.get("source") == self.source.describe():
+                mark = orjson.loads(info.get("checkpoint") or "{}")
+                cursor = Cursor(mark.get("position", {}), int(mark.get("chunk", 0)),
+                                int(mark.get("segment", 0)), int(mark.get("profiles", 0)))
+                return store, cursor, int(info["ts_ns"]), True
+        return self._new()
+
+    def _new(self) -> tuple[RunStore, Cursor, int, bool]:
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        store = RunStore(self.redis, self.prefix, self.job.id, run_id)
+        ts_ns = time.time_ns()
+        total = self.source.total()
+        fields: dict[str, str | int] = {"status": "running", "source": self.source.describe(),
+                                  "started_at": f"{time.time():.3f}", "ts_ns": ts_ns,
+                                  "chunk_size": self.chunk_size, "segments": 0, "dispatched": 0,
+                                  "profiles_dispatched": 0, "dispatch_done": 0}
+        if total is not None:
+            fields["total"] = total
+        pipe = self.redis.pipeline()
+        pipe.hset(store.key, mapping=fields)  # type: ignore[arg-type]  # invariant Mapping
+        pipe.expire(store.key, RUN_TTL)
+        pipe.set(current_key(self.prefix, self.job.id), run_id)
+        pipe.set(last_key(self.prefix, self.job.id), run_id)
+        pipe.execute()
+        return store, Cursor({}), ts_ns, False
+
+    def run(self) -> RunStore:
+        """Read the whole source, dispatching as it goes; the last segment finalizes."""
+        buffer: list[dict[str, Any]] = []
+        segment: list[int] = []
+        opened = time.monotonic()
+        position = self.cursor.position
+        for member in self.source.members(self.cursor.position):
+            buffer.append(member.event(self.ts_ns).to_wire())
+            position = member.position
+            if len(buffer) < self.chunk_size:
+                continue
+            segment.append(self._save(buffer))
+            buffer = []
+            aged = time.monotonic() - opened > self.segment_seconds
+            if len(segment) >= self.segment_chunks or aged:
+                self._dispatch(segment, position)
+                segment, opened = [], time.monotonic()
+        if buffer:
+            segment.append(self._save(buffer))
+        if segment:
+            self._dispatch(segment, position)
+        self.redis.hset(self.store.key, "dispatch_done", 1)
+        self.store.try_finalize()
+        return self.store
+
+    def _save(self, wires: list[dict[str, Any]]) -> int:
+        n = self.cursor.chunk
+        self.store.save_chunk(n, wires)
+        self.cursor.chunk += 1
+        self.cursor.profiles += len(wires)
+        return n
+
+    def _dispatch(self, numbers: list[int], position: dict[str, Any]) -> None:
+        seg = self.cursor.segment
+        header = [chunk.s(self.job.id, self.run_id, n).set(queue="backfill") for n in numbers]
+        body = segment.s(self.job.id, self.run_id, seg).set(queue="backfill")
+        chord(header)(body)
+        self.cursor.segment += 1
+        self.cursor.position = position
+        mark = {"position": position, "chunk": self.cursor.chunk, "segment": self.cursor.segment,
+                "profiles": self.cursor.profiles}
+        fields: dict[str, str | int] = {"checkpoint": orjson.dumps(mark).decode(),
+                                  "segments": self.cursor.segment, "dispatched": self.cursor.chunk,
+                                  "profiles_dispatched": self.cursor.profiles}
+        total = self.source.total()
+        if total is not None:
+            fields["total"] = total
+        self.redis.hset(self.store.key, mapping=fields)  # type: ignore[arg-type]
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")

@@ -1,0 +1,63 @@
+"""Shared steps of the backfill end-to-end tests: members, running ``start``, reading a run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tests.harness import ROOT, Stack
+
+BAD = ("not-an-email", "", "bob@@example")
+
+
+def members(n: int, invalid_every: int = 97) -> tuple[list[dict[str, Any]], set[str], int]:
+    """``n`` profiles (every ``invalid_every``-th has a bad email); the valid emails; bad count."""
+    rows, valid, bad = [], set(), 0
+    for i in range(n):
+        if i % invalid_every == 5:
+            rows.append({"email": BAD[bad % len(BAD)], "_uid": f"u{i}"})
+            bad += 1
+        else:
+            email = f"user{i}@example.com"
+            rows.append({"email": email, "_uid": f"u{i}"})
+            valid.add(email)
+    return rows, valid, bad
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def start_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "producers.cli", "start", *args]
+
+
+def run_start(stack: Stack, *args: str, env: dict[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``klaviyo-export start ...`` as its own process, as an operator runs it."""
+    proc = subprocess.run(start_cmd(*args), cwd=ROOT, env={**stack.env(), **(env or {})},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc
+
+
+def run_info(stack: Stack, job_id: str) -> dict[str, str]:
+    """The newest run's progress hash (empty before any run)."""
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    run_id = r.get(f"{stack.prefix}:bf:{job_id}:last")
+    return r.hgetall(f"{stack.prefix}:bf:{job_id}:{run_id}") if run_id else {}
+
+
+def subscribe_calls(stack: Stack) -> int:
+    ops = stack.admin("GET", "stats")["operations"]
+    return int(ops.get("bulk_subscribe_profiles", {}).get("calls", 0))
+
+
+def throttled(stack: Stack) -> int:
+    return int(stack.admin("GET", "stats")["total"]["throttled"])

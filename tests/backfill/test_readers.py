@@ -1,0 +1,126 @@
+"""Backfill sources without a stack: file formats, scan paging and backoff, resuming positions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import responses
+from responses import matchers
+
+from producers.backfill.files import FileSource, SourceError, count_records, detect_format
+from producers.backfill.scan import ScanSource
+from worker.jobs import ExportJob
+
+JOB = ExportJob(id="vip", audiences=("vip", "buyers"), field_map={"first_name": "first_name"})
+BASE = "http://lytics.test"
+FIELDS = "email,first_name,segments"
+SCAN = f"{BASE}/api/segment/vip/scan"
+
+
+def _scan(sleeps: list[float] | None = None, attempts: int = 4) -> ScanSource:
+    waits = sleeps if sleeps is not None else []
+    return ScanSource(JOB.model_copy(update={"audiences": ("vip",)}), BASE, "tok",
+                      max_attempts=attempts, sleep=waits.append)
+
+
+class TestFiles:
+    def test_jsonl_keeps_the_jobs_fields_and_a_selected_audience(self, tmp_path: Path) -> None:
+        """A JSON-lines profile keeps the email and mapped fields, and a selected audience."""
+        path = tmp_path / "p.jsonl"
+        path.write_text(json.dumps({"email": "a@x.io", "first_name": "A", "ltv": 3,
+                                    "segments": ["other", "buyers"]}) + "\n\n" + "{broken\n")
+        got = list(FileSource(path, JOB).members({}))
+        assert [(m.profile, m.audience) for m in got] == [
+            ({"email": "a@x.io", "first_name": "A"}, "buyers"), ({}, "vip")]
+
+    def test_csv_with_header_row_and_segments_column(self, tmp_path: Path) -> None:
+        """A CSV row becomes a profile; empty cells are absent; segments may be a list in a cell."""
+        path = tmp_path / "p.csv"
+        path.write_text("email,first_name,segments\nb@x.io,,\"x;buyers\"\nc@x.io,C,\n")
+        got = list(FileSource(path, JOB).members({}))
+        assert [(m.profile, m.audience) for m in got] == [
+            ({"email": "b@x.io"}, "buyers"), ({"email": "c@x.io", "first_name": "C"}, "vip")]
+
+    def test_format_from_extension_or_content_and_cheap_count(self, tmp_path: Path) -> None:
+        """Without a known extension the first byte decides; the count skips the CSV header."""
+        js, cs = tmp_path / "a.txt", tmp_path / "b.dat"
+        js.write_text('{"email": "a@x.io"}\n{"email": "b@x.io"}')
+        cs.write_text("email\na@x.io\nb@x.io\n")
+        assert (detect_format(js), detect_format(cs)) == ("jsonl", "csv")
+        assert (count_records(js), count_records(cs)) == (2, 2)
+
+    def test_resuming_skips_the_records_already_read(self, tmp_path: Path) -> None:
+        """A position of N records resumes with record N + 1."""
+        path = tmp_path / "p.jsonl"
+        path.write_text("".join(json.dumps({"email": f"u{i}@x.io"}) + "\n" for i in range(5)))
+        got = list(FileSource(path, JOB).members({"record": 3}))
+        assert [m.profile["email"] for m in got] == ["u3@x.io", "u4@x.io"]
+        assert got[-1].position == {"record": 5}
+
+    def test_a_missing_file_is_a_source_error(self, tmp_path: Path) -> None:
+        """A path that is not a file is refused before anything starts."""
+        with pytest.raises(SourceError):
+            FileSource(tmp_path / "nope.jsonl", JOB)
+
+
+def _page(emails: list[str], nxt: str | None, status: object = 200) -> dict[str, object]:
+    body: dict[str, object] = {"status": status, "message": "success", "total": 3,
+                               "data": [{"email": e} for e in emails]}
+    if nxt is not None:
+        body["_next"] = nxt
+    return body
+
+
+class TestScan:
+    @responses.activate
+    def test_pages_follow_next_until_it_is_empty(self) -> None:
+        """Each page passes the previous _next as start, the bare token and only needed fields."""
+        auth = matchers.header_matcher({"Authorization": "tok"})
+        first = matchers.query_param_matcher({"limit": "100", "fields": FIELDS})
+        second = matchers.query_param_matcher({"limit": "100", "fields": FIELDS, "start": "p2"})
+        responses.get(SCAN, json=_page(["a@x.io", "b@x.io"], "p2"), match=[auth, first])
+        responses.get(SCAN, json=_page(["c@x.io"], ""), match=[auth, second])
+        source = _scan()
+        got = list(source.members({}))
+        assert [m.profile["email"] for m in got] == ["a@x.io", "b@x.io", "c@x.io"]
+        assert got[1].position == {"audience": 0, "start": "", "skip": 2}
+        assert source.total() == 3
+
+    @responses.activate
+    def test_a_missing_next_ends_the_scan_and_string_status_is_accepted(self) -> None:
+        """No _next means the last page; a status sent as a string still reads as success."""
+        responses.get(SCAN, json=_page(["a@x.io"], None, status="200"))
+        assert [m.profile["email"] for m in _scan().members({})] == ["a@x.io"]
+
+    @responses.activate
+    def test_429_and_5xx_are_retried_with_backoff(self) -> None:
+        """A 429 then a 503 are waited out; the page then arrives."""
+        responses.get(SCAN, status=429, json={"status": 429, "message": "slow down"})
+        responses.get(SCAN, status=503, body="unavailable")
+        responses.get(SCAN, json=_page(["a@x.io"], ""))
+        sleeps: list[float] = []
+        assert len(list(_scan(sleeps).members({}))) == 1
+        assert len(sleeps) == 2 and all(0 <= s <= 30 for s in sleeps)
+
+    @responses.activate
+    def test_retries_are_bounded_and_other_errors_stop_at_once(self) -> None:
+        """Endless 500s give up after the attempts; a 401 stops without retrying."""
+        responses.get(SCAN, status=500, json={"status": 500, "message": "boom"})
+        with pytest.raises(SourceError, match="kept failing"):
+            list(_scan(attempts=3).members({}))
+        assert len(responses.calls) == 3
+        refused = {"status": 401, "message": "bad token"}
+        responses.replace(responses.GET, SCAN, status=401, json=refused)
+        with pytest.raises(SourceError, match="401"):
+            list(_scan().members({}))
+        assert len(responses.calls) == 4
+
+    @responses.activate
+    def test_resuming_rereads_the_page_and_skips_what_was_read(self) -> None:
+        """A position inside a page re-reads that page from its start token and skips the rest."""
+        resume = matchers.query_param_matcher({"limit": "100", "fields": FIELDS, "start": "p2"})
+        responses.get(SCAN, json=_page(["c@x.io", "d@x.io"], ""), match=[resume])
+        got = list(_scan().members({"audience": 0, "start": "p2", "skip": 1}))
+        assert [m.profile["email"] for m in got] == ["d@x.io"]

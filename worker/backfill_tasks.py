@@ -1,0 +1,39 @@
+"""Celery tasks of a backfill: thin adapters over ``worker.backfill``.
+
+``backfill.chunk`` is a chord header task: it keeps its (tiny, deterministic) result for the
+chord, never raises for a bad chunk (it counts it as failed), and retries itself, without
+limit and without counting a failure, while the limiter throttles. ``backfill.segment``
+is the chord body: it counts the segment and finalizes the run after the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from worker import backfill
+from worker.celery_app import app
+from worker.tasks import EngineTask, schedule_flush, schedule_poll
+
+log = logging.getLogger(__name__)
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name="backfill.chunk", base=EngineTask, bind=True, queue="backfill",
+          ignore_result=False, max_retries=None)
+def chunk(self: EngineTask, job_id: str, run_id: str, n: int) -> dict[str, Any]:
+    """Export one stored chunk of a backfill run; return its counts."""
+    try:
+        outcome = backfill.run_chunk(job_id, run_id, n, schedule_flush, schedule_poll)
+    except Exception as exc:  # noqa: BLE001 - one bad chunk must not stop the run's summary
+        log.warning("backfill %s/%s chunk %d failed: %s", job_id, run_id, n, type(exc).__name__)
+        return backfill.fail_chunk(job_id, run_id, n, f"{type(exc).__name__}: {exc}")
+    if outcome.result is None:
+        raise self.retry(countdown=outcome.again_in, max_retries=None)
+    return outcome.result
+
+
+@app.task(name="backfill.segment", base=EngineTask, queue="backfill")  # type: ignore[untyped-decorator]
+def segment(results: list[Any], job_id: str, run_id: str, seg: int) -> bool:
+    """A segment of chunks finished: count it; the last one records the run's summary."""
+    return backfill.run_store(job_id, run_id).segment_done(seg)
