@@ -18,22 +18,20 @@ from worker.settings import Settings, load_settings
 QUEUES = ("realtime", "backfill", "maintenance")
 
 
-def _result_url(broker_url: str) -> str:
-    """Chord results live beside the broker; only backfill chunks store results."""
-    return broker_url
-
-
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every setting here is chosen for at-least-once delivery without loss."""
     url = str(settings.redis_url)
     vt = settings.visibility_timeout_seconds
     return {
         "broker_url": url,
-        "result_backend": _result_url(url),
+        "result_backend": url,  # only backfill chords store results
         "broker_transport_options": {
             "visibility_timeout": vt,
             "socket_keepalive": True,
             "global_keyprefix": f"{settings.key_prefix}:celery:",
+            # sweep for messages a dead worker left unacked every 10 s, not every 100 s
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
         },
         "result_backend_transport_options": {
             "visibility_timeout": vt,
