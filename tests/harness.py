@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import redis
 import requests
 
+from sandbox.testing import SandboxClient
 from tests.conftest import wait_until
 from worker.celery_app import create_app
 from worker.dispatch import send_events
@@ -212,6 +213,22 @@ class Stack:
     def counters(self, job_id: str) -> dict[str, str]:
         r = redis.Redis.from_url(self.redis_url, decode_responses=True)
         return r.hgetall(f"{self.prefix}:job:{job_id}:counters")
+
+    def wait_profile(
+        self, email: str, check: Callable[[dict[str, Any]], bool], timeout: float = 20
+    ) -> dict[str, Any]:
+        """The sandbox profile of ``email`` once ``check`` accepts its attributes."""
+        api = SandboxClient(self.sandbox_url, API_KEY)
+
+        def fetch() -> dict[str, Any] | None:
+            resp = api.call("GET", "/api/profiles", filter=f'equals(email,"{email}")')
+            data = resp.json()["data"]
+            attrs: dict[str, Any] | None = data[0]["attributes"] if data else None
+            return attrs if attrs and check(attrs) else None
+
+        found = wait_until(fetch, timeout=timeout, message=f"profile {email}")
+        assert isinstance(found, dict)
+        return found
 
     def wait_for_list(self, job_id: str, timeout: float = 30) -> str:
         found = wait_until(

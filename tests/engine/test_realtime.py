@@ -103,7 +103,7 @@ class TestEnterExit:
                 )
             ],
         )
-        profile = _wait_profile(vip, "dan@example.com", lambda p: p["first_name"] == "Daniel")
+        profile = vip.wait_profile("dan@example.com", lambda p: p["first_name"] == "Daniel")
         assert profile["location"]["city"] == "Oslo"
         assert profile["properties"]["ltv"] == 13 and profile["properties"]["member"] is False
 
@@ -172,15 +172,3 @@ def _wait_subscribe_jobs(stack: Stack) -> list[object]:
         ]
 
     return list(wait_until(done, timeout=20, message="a completed subscribe job"))  # type: ignore[arg-type]
-
-
-def _wait_profile(stack: Stack, email: str, check: object) -> dict[str, object]:
-    api = SandboxClient(stack.sandbox_url, API_KEY)
-
-    def fetch() -> dict[str, object] | None:
-        resp = api.call("GET", "/api/profiles", **{"filter": f'equals(email,"{email}")'})
-        data = resp.json()["data"]
-        attrs = data[0]["attributes"] if data else None
-        return attrs if attrs and check(attrs) else None  # type: ignore[operator]
-
-    return wait_until(fetch, timeout=20, message=f"profile {email}")  # type: ignore[return-value]
