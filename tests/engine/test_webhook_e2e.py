@@ -98,7 +98,12 @@ def test_every_shape_reaches_the_list(stack: Stack, receiver: TestClient) -> Non
     # when Ann's name changes and Bob exits (later than his enter, given with an offset)
     receiver.post(
         "/webhooks/lytics/vip",
-        json=body("ann@example.com", entry("change", None), first_name="Anna"),
+        json=body(
+            "ann@example.com",
+            entry("change", None),
+            first_name="Anna",
+            meta_ts="2026-11-28T10:00:05Z",
+        ),  # a change carries no time of its own
     )
     receiver.post(
         "/webhooks/lytics/vip",
