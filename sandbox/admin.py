@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -58,12 +59,25 @@ async def get_faults(request: Request) -> Response:
     return _json(_sandbox(request).faults.describe())
 
 
-async def clear_faults(request: Request) -> Response:
-    """No more faults."""
+def _cleared(request: Request, clear: Callable[[Sandbox], None]) -> Response:
+    """Apply ``clear`` to the sandbox under its lock; answer 204."""
     sandbox = _sandbox(request)
     with sandbox.lock:
-        sandbox.faults = Faults()
+        clear(sandbox)
     return Response(status_code=204)
+
+
+def _no_faults(sandbox: Sandbox) -> None:
+    sandbox.faults = Faults()
+
+
+def _no_stats(sandbox: Sandbox) -> None:
+    sandbox.stats = Stats()
+
+
+async def clear_faults(request: Request) -> Response:
+    """No more faults."""
+    return _cleared(request, _no_faults)
 
 
 async def get_stats(request: Request) -> Response:
@@ -75,10 +89,7 @@ async def get_stats(request: Request) -> Response:
 
 async def clear_stats(request: Request) -> Response:
     """Zero the counters."""
-    sandbox = _sandbox(request)
-    with sandbox.lock:
-        sandbox.stats = Stats()
-    return Response(status_code=204)
+    return _cleared(request, _no_stats)
 
 
 async def confirm(request: Request) -> Response:

@@ -20,8 +20,19 @@ from sandbox.upsert import ProfileProblem, upsert
 ITEMS = "/data/attributes/profiles/data"
 
 
+@dataclass(kw_only=True)
+class JobProgress:
+    """Where a job stands: its status, when it started and completed, and its counts."""
+
+    status: str = "queued"
+    started_at: str | None = None
+    completed_at: str | None = None
+    completed: int = 0
+    failed: int = 0
+
+
 @dataclass
-class ImportJob:
+class ImportJob(JobProgress):
     """A ``profile-bulk-import-job``."""
 
     id: str
@@ -29,11 +40,6 @@ class ImportJob:
     total: int
     list_ids: list[str]
     payload: list[dict[str, Any]] | None
-    status: str = "queued"
-    started_at: str | None = None
-    completed_at: str | None = None
-    completed: int = 0
-    failed: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     profile_ids: list[str] = field(default_factory=list)
 
@@ -56,7 +62,7 @@ class ImportJob:
 
 
 @dataclass
-class SubscribeJob:
+class SubscribeJob(JobProgress):
     """A ``profile-subscription-bulk-create-job`` (Klaviyo offers no GET for it)."""
 
     id: str
@@ -67,11 +73,6 @@ class SubscribeJob:
     created_at: str
     total: int
     payload: list[dict[str, Any]] | None
-    status: str = "queued"
-    started_at: str | None = None
-    completed_at: str | None = None
-    completed: int = 0
-    failed: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import responses
 
+from tests.unit.klaviyo_fakes import BASE
 from worker.klaviyo import operations as ops
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import AuthError
 from worker.klaviyo.spec import validate_response
 
-BASE = "http://127.0.0.1:9"
 ACCOUNTS = f"{BASE}/api/accounts"
 
 
-@pytest.fixture(name="rsps")
-def _rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
-
-
-@pytest.fixture(name="client")
-def _client() -> KlaviyoClient:
-    return KlaviyoClient("pk_test", base_url=BASE, revision="2026-07-15")
+@pytest.fixture
+def all_requests_fired() -> bool:
+    """Every registered response must be used."""
+    return True
 
 
 def account(account_id: str) -> dict[str, Any]:

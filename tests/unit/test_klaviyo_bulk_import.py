@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import pytest
 import responses
 
+from tests.unit.klaviyo_fakes import BASE, sent
 from worker.klaviyo import operations as ops
 from worker.klaviyo.bulk_import import (
     BulkImportJob,
@@ -23,19 +22,7 @@ from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import BatchTooLarge
 from worker.klaviyo.spec import validate_request, validate_response
 
-BASE = "http://127.0.0.1:9"
 JOBS = f"{BASE}/api/profile-bulk-import-jobs"
-
-
-@pytest.fixture(name="rsps")
-def _rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture(name="client")
-def _client() -> KlaviyoClient:
-    return KlaviyoClient("pk_test", base_url=BASE, revision="2026-07-15")
 
 
 def job(status: str = "queued", total: int = 2, completed: int | None = 0,
@@ -47,12 +34,6 @@ def job(status: str = "queued", total: int = 2, completed: int | None = 0,
                        "total_count": total, "completed_count": completed,
                        "failed_count": failed},
     }}
-
-
-def sent(rsps: responses.RequestsMock) -> dict[str, Any]:
-    """The JSON body of the first recorded request."""
-    body: dict[str, Any] = orjson.loads(rsps.calls[0].request.body or b"")
-    return body
 
 
 RICH = {

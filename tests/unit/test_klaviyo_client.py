@@ -13,6 +13,7 @@ import pytest
 import requests
 import responses
 
+from tests.unit.klaviyo_fakes import BASE, REVISION, fake_client
 from worker.klaviyo import client as client_module
 from worker.klaviyo import operations as ops
 from worker.klaviyo.client import (
@@ -34,20 +35,12 @@ from worker.klaviyo.errors import (
 from worker.settings import load_settings
 
 KEY = "pk_secret_0123456789abcdef"
-BASE = "http://127.0.0.1:9"
-REVISION = "2026-07-15"
 LIST_URL = f"{BASE}/api/lists/L1"
-
-
-@pytest.fixture(name="rsps")
-def _rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 @pytest.fixture(name="client")
 def _client() -> KlaviyoClient:
-    return KlaviyoClient(KEY, base_url=BASE, revision=REVISION)
+    return fake_client(KEY)
 
 
 def error_body(detail: str = "bad", pointer: str | None = "/data") -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
 import pytest
 import responses
 
+from tests.unit.klaviyo_fakes import BASE, sent
 from worker.klaviyo import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import BatchTooLarge, NotFound
@@ -25,19 +24,13 @@ from worker.klaviyo.lists import (
 )
 from worker.klaviyo.spec import validate_request, validate_response
 
-BASE = "http://127.0.0.1:9"
 MEMBERS = f"{BASE}/api/lists/L1/relationships/profiles"
 
 
-@pytest.fixture(name="rsps")
-def _rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
-
-
-@pytest.fixture(name="client")
-def _client() -> KlaviyoClient:
-    return KlaviyoClient("pk_test", base_url=BASE, revision="2026-07-15")
+@pytest.fixture
+def all_requests_fired() -> bool:
+    """Every registered response must be used."""
+    return True
 
 
 def list_resource(list_id: str, name: str, opt_in: str | None = "single_opt_in") -> dict[str, Any]:
@@ -52,12 +45,6 @@ def collection(items: list[dict[str, Any]], cursor: str | None = None) -> dict[s
     if cursor:
         links["next"] = f"{BASE}/api/lists?page%5Bcursor%5D={cursor}"
     return {"data": items, "links": links}
-
-
-def sent(call: Any) -> dict[str, Any]:
-    """The JSON body of a recorded request."""
-    body: dict[str, Any] = orjson.loads(call.request.body)
-    return body
 
 
 def query(call: Any) -> dict[str, list[str]]:
@@ -128,7 +115,7 @@ class TestReadAndCreate:
 
         created = create_list(client, "New", opt_in)
 
-        body = sent(rsps.calls[0])
+        body = sent(rsps)
         validate_request(ops.CREATE_LIST, body)
         assert ("opt_in_process" in body["data"]["attributes"]) is (opt_in is not None)
         assert created.id == "L9"
@@ -158,7 +145,7 @@ class TestMembers:
 
         function(client, "L1", ["P1", "P2"])
 
-        body = sent(rsps.calls[0])
+        body = sent(rsps)
         validate_request(op, body)
         assert body == {"data": [{"type": "profile", "id": "P1"}, {"type": "profile", "id": "P2"}]}
 

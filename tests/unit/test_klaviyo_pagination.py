@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import responses
 from responses import matchers
 
+from tests.unit.klaviyo_fakes import BASE
 from worker.klaviyo import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import TransientError
 from worker.klaviyo.pagination import iter_pages, iter_resources, next_cursor, quote_filter_value
 from worker.klaviyo.spec import validate_response
 
-BASE = "http://127.0.0.1:9"
 URL = f"{BASE}/api/lists/L1/relationships/profiles"
 KLAVIYO = "https://a.klaviyo.com/api/lists/L1/relationships/profiles"
 
 
-@pytest.fixture(name="rsps")
-def _rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock() as mock:
-        yield mock
-
-
-@pytest.fixture(name="client")
-def _client() -> KlaviyoClient:
-    return KlaviyoClient("pk_test", base_url=BASE, revision="2026-07-15")
+@pytest.fixture
+def all_requests_fired() -> bool:
+    """Every registered response must be used."""
+    return True
 
 
 def page(ids: list[str], next_cursor: str | None) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,25 +11,14 @@ import pytest
 import responses
 from requests import PreparedRequest
 
+from tests.unit.klaviyo_fakes import BASE
 from worker.klaviyo import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import BatchTooLarge, TransientError
 from worker.klaviyo.profiles import email_filter, find_profile_ids, upsert_profile
 from worker.klaviyo.spec import validate_request, validate_response
 
-BASE = "http://127.0.0.1:9"
 PROFILES = f"{BASE}/api/profiles"
-
-
-@pytest.fixture(name="rsps")
-def _rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture(name="client")
-def _client() -> KlaviyoClient:
-    return KlaviyoClient("pk_test", base_url=BASE, revision="2026-07-15")
 
 
 def profile(profile_id: str, email: str | None) -> dict[str, Any]:

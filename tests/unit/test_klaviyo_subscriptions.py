@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 import responses
 
+from tests.unit.klaviyo_fakes import BASE, sent
 from worker.klaviyo import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import BatchTooLarge
 from worker.klaviyo.spec import validate_request, validate_response
 from worker.klaviyo.subscriptions import SubscribeProfile, subscribe_profiles
 
-BASE = "http://127.0.0.1:9"
 JOBS = f"{BASE}/api/profile-subscription-bulk-create-jobs"
 PAST = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(name="rsps")
-def _rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post(JOBS, status=202)
-        yield mock
-
-
-@pytest.fixture(name="client")
-def _client() -> KlaviyoClient:
-    return KlaviyoClient("pk_test", base_url=BASE, revision="2026-07-15")
-
-
-def sent(rsps: responses.RequestsMock) -> dict[str, Any]:
-    """The JSON body of the first recorded request."""
-    body: dict[str, Any] = orjson.loads(rsps.calls[0].request.body or b"")
-    return body
+def _rsps(rsps: responses.RequestsMock) -> responses.RequestsMock:
+    """The shared mock, answering every subscribe job with 202."""
+    rsps.post(JOBS, status=202)
+    return rsps
 
 
 def marketing(body: dict[str, Any], index: int = 0) -> dict[str, Any]:

@@ -19,6 +19,7 @@ OP = Operation("t", "GET", "/t", burst=5, steady=20)
 ACCOUNT = "acct1"
 
 MakeLimiter = Callable[..., RateLimiter]
+FreshLimiter = Callable[..., RateLimiter]
 
 
 @pytest.fixture
@@ -27,6 +28,18 @@ def make_limiter(redis_client: redis.Redis) -> MakeLimiter:
 
     def make(speed: float = 1.0, headroom: float = 1.0) -> RateLimiter:
         return RateLimiter(redis_client, prefix="test", headroom=headroom, speed=speed)
+
+    return make
+
+
+@pytest.fixture
+def fresh_limiter(make_limiter: MakeLimiter, redis_client: redis.Redis) -> FreshLimiter:
+    """Make a limiter, then make sure ``margin`` s are left in the current ``window``-s window."""
+
+    def make(window: float, margin: float, **options: float) -> RateLimiter:
+        limiter = make_limiter(**options)
+        fresh_window(redis_client, window, margin=margin)
+        return limiter
 
     return make
 
@@ -57,12 +70,11 @@ def fill_then_probe(limiter: RateLimiter, op: Operation, fill: int) -> float:
 
 class TestBurstWindow:
     def test_the_call_after_the_limit_is_refused_with_a_wait_within_the_window(
-        self, make_limiter: MakeLimiter, redis_client: redis.Redis
+        self, fresh_limiter: FreshLimiter
     ) -> None:
         """The sixth call in a 5/s window is refused with a wait of at most one second."""
         # given
-        limiter = make_limiter()
-        fresh_window(redis_client, 1.0, margin=0.3)
+        limiter = fresh_limiter(1.0, margin=0.3)
         # when
         waits = [limiter.acquire(ACCOUNT, OP) for _ in range(6)]
         # then
@@ -79,14 +91,11 @@ class TestBurstWindow:
         # then
         assert limiter.acquire(ACCOUNT, OP) == 0.0
 
-    def test_headroom_lowers_the_ceiling(
-        self, make_limiter: MakeLimiter, redis_client: redis.Redis
-    ) -> None:
+    def test_headroom_lowers_the_ceiling(self, fresh_limiter: FreshLimiter) -> None:
         """With 90 % headroom a 10/s operation gets 9 calls per second."""
         # given
-        limiter = make_limiter(headroom=0.9)
         op = Operation("h", "GET", "/h", burst=10, steady=100)
-        fresh_window(redis_client, 1.0, margin=0.3)
+        limiter = fresh_limiter(1.0, margin=0.3, headroom=0.9)
         # when
         granted = sum(limiter.acquire(ACCOUNT, op) == 0.0 for _ in range(12))
         # then
@@ -106,13 +115,12 @@ def test_allowed_calls_is_the_floor_of_limit_times_headroom_but_at_least_one(
 
 class TestSteadyWindow:
     def test_the_steady_window_refuses_past_its_limit_while_burst_allows(
-        self, make_limiter: MakeLimiter, redis_client: redis.Redis
+        self, fresh_limiter: FreshLimiter
     ) -> None:
         """Eight calls a minute stop the ninth even in a fresh burst window."""
         # given: speed 60 makes the burst window 1/60 s and the steady window 1 s
-        limiter = make_limiter(speed=60)
         op = Operation("s", "GET", "/s", burst=5, steady=8)
-        fresh_window(redis_client, 1.0, margin=0.4)
+        limiter = fresh_limiter(1.0, margin=0.4, speed=60)
         assert limiter.acquire(ACCOUNT, op, 5) == 0.0
         wait_until(lambda: limiter.acquire(ACCOUNT, op, 3) == 0.0, timeout=1, message="burst reset")
         # when
@@ -123,12 +131,11 @@ class TestSteadyWindow:
 
 class TestRefusalsCountNothing:
     def test_a_call_too_big_for_the_burst_window_leaves_it_untouched(
-        self, make_limiter: MakeLimiter, redis_client: redis.Redis
+        self, fresh_limiter: FreshLimiter
     ) -> None:
         """After a refused 2-call request, the one call still left in the window is granted."""
         # given
-        limiter = make_limiter()
-        fresh_window(redis_client, 1.0, margin=0.3)
+        limiter = fresh_limiter(1.0, margin=0.3)
         assert limiter.acquire(ACCOUNT, OP, 4) == 0.0
         # when
         refused = limiter.acquire(ACCOUNT, OP, 2)
@@ -138,13 +145,12 @@ class TestRefusalsCountNothing:
         assert limiter.acquire(ACCOUNT, OP) > 0
 
     def test_a_call_refused_by_the_steady_window_leaves_the_burst_window_untouched(
-        self, make_limiter: MakeLimiter, redis_client: redis.Redis
+        self, fresh_limiter: FreshLimiter, redis_client: redis.Redis
     ) -> None:
         """A request the steady window refuses does not spend the burst window it passed."""
         # given: burst 5/window, steady 6/window; 3 calls already spent this steady window
-        limiter = make_limiter(speed=30)
         op = Operation("r", "GET", "/r", burst=5, steady=6)
-        fresh_window(redis_client, 2.0, margin=0.3)
+        limiter = fresh_limiter(2.0, margin=0.3, speed=30)
         assert limiter.acquire(ACCOUNT, op, 3) == 0.0
         next_window(redis_client, 1 / 30)
         # when
@@ -162,14 +168,11 @@ def _hammer(url: str, attempts: int) -> int:
 
 
 class TestConcurrency:
-    def test_threads_hammering_never_exceed_the_window(
-        self, make_limiter: MakeLimiter, redis_client: redis.Redis
-    ) -> None:
+    def test_threads_hammering_never_exceed_the_window(self, fresh_limiter: FreshLimiter) -> None:
         """Four threads making 200 attempts in one 20-call window get exactly 20 grants."""
         # given: speed 0.001 stretches the burst window to 1000 s, so every attempt shares it
-        limiter = make_limiter(speed=0.001)
         op = Operation("c", "GET", "/c", burst=20, steady=1000)
-        fresh_window(redis_client, 1000.0, margin=1.0)
+        limiter = fresh_limiter(1000.0, margin=1.0, speed=0.001)
         start = threading.Barrier(4)
 
         def attempts() -> int:
@@ -249,13 +252,12 @@ class TestCooldown:
 
 class TestDailyWindow:
     def test_the_daily_cap_outlasts_the_burst_and_steady_windows(
-        self, make_limiter: MakeLimiter, redis_client: redis.Redis
+        self, fresh_limiter: FreshLimiter, redis_client: redis.Redis
     ) -> None:
         """Three calls a day stop the fourth with a wait longer than a steady window."""
         # given: speed 1000 makes the windows 1 ms, 60 ms and 86.4 s
-        limiter = make_limiter(speed=1000)
         op = Operation("d", "POST", "/d", burst=100, steady=100, daily=3)
-        fresh_window(redis_client, 86.4, margin=2.0)
+        limiter = fresh_limiter(86.4, margin=2.0, speed=1000)
         assert [limiter.acquire(ACCOUNT, op) for _ in range(3)] == [0.0] * 3
         # when
         first = limiter.acquire(ACCOUNT, op)

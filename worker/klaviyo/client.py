@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 from urllib.parse import quote
 
 import orjson
@@ -145,24 +145,37 @@ _TRANSPORT_ERRORS = (
 )
 
 
+class ClientOptions(TypedDict, total=False):
+    """A client's keyword options: ``base_url`` and ``revision`` are required."""
+
+    base_url: Required[str]
+    revision: Required[str]
+    connect_timeout: float
+    read_timeout: float
+    pool_size: int
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """:class:`ClientOptions` with their defaults filled in."""
+
+    base_url: str
+    revision: str
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    pool_size: int = 16
+
+
 class KlaviyoClient:
     """A Klaviyo API client for one private key: one session, one pool, no retries."""
 
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        base_url: str,
-        revision: str,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        pool_size: int = 16,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.revision = revision
-        self.timeout = (connect_timeout, read_timeout)
+    def __init__(self, api_key: str, **options: Unpack[ClientOptions]) -> None:
+        settings = _Settings(**options)
+        self.base_url = settings.base_url.rstrip("/")
+        self.revision = settings.revision
+        self.timeout = (settings.connect_timeout, settings.read_timeout)
         self._account = fingerprint(api_key)
-        self._session = _session(api_key, revision, pool_size)
+        self._session = _session(api_key, settings.revision, settings.pool_size)
 
     @property
     def account(self) -> str:
@@ -258,25 +271,16 @@ _CLIENTS: dict[tuple[str, str, str, float, float, int], KlaviyoClient] = {}
 _LOCK = threading.Lock()
 
 
-def client_for(
-    api_key: str,
-    *,
-    base_url: str,
-    revision: str,
-    connect_timeout: float = 5.0,
-    read_timeout: float = 30.0,
-    pool_size: int = 16,
-) -> KlaviyoClient:
+def client_for(api_key: str, **options: Unpack[ClientOptions]) -> KlaviyoClient:
     """This process's client for ``api_key`` and these settings, created once."""
     digest = hashlib.sha256(api_key.encode()).hexdigest()
-    key = (digest, base_url.rstrip("/"), revision, connect_timeout, read_timeout, pool_size)
+    s = _Settings(**options)
+    key = (digest, s.base_url.rstrip("/"), s.revision, s.connect_timeout, s.read_timeout,
+           s.pool_size)
     with _LOCK:
         client = _CLIENTS.get(key)
         if client is None:
-            client = _CLIENTS[key] = KlaviyoClient(
-                api_key, base_url=base_url, revision=revision, connect_timeout=connect_timeout,
-                read_timeout=read_timeout, pool_size=pool_size,
-            )
+            client = _CLIENTS[key] = KlaviyoClient(api_key, **options)
         return client
 
 
