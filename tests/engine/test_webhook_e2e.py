@@ -33,11 +33,13 @@ def entry(
     return out
 
 
-def body(email: str, *entries: dict[str, Any], **fields: Any) -> dict[str, Any]:
+def body(
+    email: str, *entries: dict[str, Any], meta_ts: str = "2026-11-28T10:00:00.000000000Z", **fields: Any
+) -> dict[str, Any]:
     return {
         "id": "1576",
         "data": {"email": email, **fields, "segment_events": list(entries)},
-        "meta": {"object": "user", "timestamp": "2026-11-28T10:00:00.000000000Z"},
+        "meta": {"object": "user", "timestamp": meta_ts},
     }
 
 

@@ -1,0 +1,383 @@
+"""(c): this project's workers exporting the same audience, and the real-time latency probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+import requests
+
+from bench.baselines import list_count
+from bench.produce import email
+from bench.stack import ROOT, Redis, Sandbox, TreeSampler, free_port, stop, wait_until
+
+AUDIENCE = "bench_audience"
+
+
+@dataclass
+class EngineStack:
+    """Workers (one Celery parent, ``concurrency`` processes) for one job on one account."""
+
+    workdir: Path
+    redis: Redis
+    sandbox: Sandbox
+    force_add: bool
+    concurrency: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"pk_bench_{self.tag}"
+
+    @property
+    def prefix(self) -> str:
+        return f"b{self.tag}"
+
+    @property
+    def job(self) -> str:
+        return f"bench-{self.tag}"
+
+    @property
+    def jobs_file(self) -> Path:
+        return self.workdir / f"jobs-{self.tag}.toml"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KLAVIYO_", "CELERY_"))}
+        env.update(
+            {
+                "REDIS_URL": self.redis.url,
+                "KLAVIYO_BASE_URL": self.sandbox.url,
+                "KLAVIYO_API_KEY": self.key,
+                "EXPORT_JOBS_FILE": str(self.jobs_file),
+                "KEY_PREFIX": self.prefix,
+                "RATE_LIMIT_SPEED": "1",
+                "RATE_LIMIT_HEADROOM": "1.0",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.jobs_file.write_text(
+            f'[[jobs]]\nid = "{self.job}"\naudiences = ["{AUDIENCE}"]\n'
+            f'new_list_name = "bench {self.tag}"\n'
+            f"force_add = {'true' if self.force_add else 'false'}\n",
+            encoding="utf-8",
+        )
+        log_path = self.workdir / f"worker-{self.tag}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(self.concurrency),
+            "-Q",
+            "realtime,backfill,maintenance",
+            "-n",
+            f"{self.tag}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "INFO",
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        wait_until(
+            lambda: b"ready." in log_path.read_bytes() or proc.poll() is not None,
+            90,
+            "worker ready",
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited: {log_path.read_text(errors='replace')[-3000:]}")
+        return proc
+
+    def list_id(self, timeout: float = 120) -> str:
+        client = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        return str(
+            wait_until(
+                lambda: client.hget(f"{self.prefix}:job:{self.job}:state", "list_id"),
+                timeout,
+                "the job's list",
+                interval=0.1,
+            )
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop(proc)
+
+
+def run_export(
+    workdir: Path,
+    rds: Redis,
+    sandbox: Sandbox,
+    *,
+    profiles: int,
+    concurrency: int,
+    force_add: bool,
+    timeout: float,
+    path: str = "backfill",
+) -> dict[str, Any]:
+    """Export ``profiles`` new users; wait until the list holds exactly them.
+
+    ``path="backfill"``: ``klaviyo-export start JOB --from-file`` (the clock starts when the
+    list is ready and dispatch begins); ``path="realtime"``: ``send_events`` in bodies of
+    1,000 (the clock starts at the first publish).
+    """
+    stack = EngineStack(workdir, rds, sandbox, force_add, concurrency)
+    sampler = TreeSampler()
+    try:
+        worker = stack.start()
+        sampler.watch("workers", worker.pid)
+        sampler.watch("redis", rds.proc.pid)
+        sampler.watch("sandbox", sandbox.proc.pid)
+        sampler.sample()
+        before = {n: sampler.cpu_seconds(n) for n in ("workers", "redis", "sandbox")}
+        sampler.start()
+        started = time.time()
+        if path == "backfill":
+            source = workdir / f"audience-{stack.tag}.jsonl"
+            with source.open("wb") as fh:
+                for i in range(profiles):
+                    fh.write(b'{"email": "%s"}\n' % email("u", i).encode())
+            cmd = [
+                sys.executable,
+                "-m",
+                "producers.cli",
+                "start",
+                stack.job,
+                "--from-file",
+                str(source),
+            ]
+        else:
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.produce",
+                "--redis",
+                rds.url,
+                "--prefix",
+                stack.prefix,
+                "--job",
+                stack.job,
+                "--audience",
+                AUDIENCE,
+                "--profiles",
+                str(profiles),
+            ]
+        producer = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=stack.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        sampler.watch("producer", producer.pid)
+        lines: list[tuple[float, bytes]] = []
+
+        def read_output() -> None:
+            assert producer.stdout is not None
+            for line in producer.stdout:
+                lines.append((time.time(), line))
+
+        reader = threading.Thread(target=read_output, daemon=True)
+        reader.start()
+        list_id = stack.list_id()
+        polls, count, last_print = 0, 0, time.time()
+        while count < profiles:
+            if time.time() - started > timeout:
+                raise TimeoutError(f"{count:,} of {profiles:,} after {timeout:.0f}s")
+            if producer.poll() not in (None, 0):
+                reader.join(5)
+                raise RuntimeError(
+                    b"".join(line for _, line in lines)[-3000:].decode(errors="replace")
+                )
+            time.sleep(0.25)
+            count = list_count(sandbox, stack.key, list_id)
+            polls += 1
+            if time.time() - last_print >= 10:
+                last_print = time.time()
+                print(
+                    f"    {time.time() - started:6.1f}s  {count:>10,} / {profiles:,} in the list",
+                    flush=True,
+                )
+        finished = time.time()
+        sampler.finish()
+        producer.wait(timeout=120)
+        reader.join(5)
+        if path == "backfill":
+            ready = [t for t, line in lines if b"ready" in line]
+            started = ready[0] if ready else started
+        else:
+            produced = orjson.loads(lines[-1][1])
+            started = float(produced["first_publish"])
+        members = sandbox.list_emails(list_id)
+        expected = {email("u", i) for i in range(profiles)}
+        ops = sandbox.account_stats(stack.key)
+        ops["get_list"]["calls"] -= polls  # the bench's own membership polls
+        return {
+            "profiles": profiles,
+            "started": started,
+            "finished": finished,
+            "path": path,
+            "exact": members == expected,
+            "members": len(members),
+            "calls": sum(r["calls"] for r in ops.values()),
+            "throttled": sum(r["throttled"] for r in ops.values()),
+            "operations": ops,
+            "worker_cpu": sampler.cpu_seconds("workers") - before["workers"],
+            "redis_cpu": sampler.cpu_seconds("redis") - before["redis"],
+            "sandbox_cpu": sampler.cpu_seconds("sandbox") - before["sandbox"],
+            "worker_rss": sampler.peak_rss["workers"],
+            "producer_rss": sampler.peak_rss["producer"],
+            "producer_cpu": sampler.cpu_seconds("producer"),
+        }
+    finally:
+        stack.stop()
+
+
+def run_latency(
+    workdir: Path,
+    rds: Redis,
+    sandbox: Sandbox,
+    *,
+    concurrency: int,
+    seconds: float,
+    per_post: int = 100,
+    every: float = 0.1,
+) -> dict[str, Any]:
+    """Webhook acceptance → correct list, at ``per_post / every`` events a second."""
+    stack = EngineStack(workdir, rds, sandbox, force_add=False, concurrency=concurrency)
+    port = free_port()
+    hook: subprocess.Popen[bytes] | None = None
+    try:
+        stack.start()
+        log = open(workdir / f"webhook-{stack.tag}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        hook = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "producers.cli",
+                "webhook",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--insecure-no-auth",
+            ],
+            cwd=ROOT,
+            env=stack.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}/webhooks/lytics/{stack.job}"
+
+        def up() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, 30, "the webhook receiver")
+        session = requests.Session()
+        # Warm-up: one user, so list bootstrap is not part of the latency.
+        session.post(
+            url, data=orjson.dumps([lytics_body("warm@bench.example")]), timeout=10
+        ).raise_for_status()
+        list_id = stack.list_id()
+        wait_until(
+            lambda: "warm@bench.example" in sandbox.list_emails(list_id), 120, "the warm-up user"
+        )
+        accepted: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        stop_polling = threading.Event()
+
+        def poll() -> None:
+            while not stop_polling.is_set():
+                now = time.time()
+                for e in sandbox.list_emails(list_id):
+                    seen.setdefault(e, now)
+                time.sleep(0.1)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        posts, refused, n = int(seconds / every), 0, 0
+        begin = time.time()
+        for p in range(posts):
+            time.sleep(max(0.0, begin + p * every - time.time()))
+            emails = [f"rt{n + i}@bench.example" for i in range(per_post)]
+            n += per_post
+            resp = session.post(
+                url, data=orjson.dumps([lytics_body(e) for e in emails]), timeout=10
+            )
+            if resp.status_code != 202:
+                refused += 1
+                continue
+            now = time.time()
+            accepted.update(dict.fromkeys(emails, now))
+        rate = n / (time.time() - begin)
+        wait_until(
+            lambda: set(accepted) <= set(seen),
+            300,
+            "every real-time user in the list",
+            interval=0.2,
+        )
+        stop_polling.set()
+        poller.join(5)
+        lat = sorted(seen[e] - t for e, t in accepted.items())
+        return {
+            "events": len(accepted),
+            "rate": rate,
+            "refused_posts": refused,
+            "p50": lat[len(lat) // 2],
+            "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+            "max": lat[-1],
+        }
+    finally:
+        stop(hook)
+        stack.stop()
+
+
+def lytics_body(address: str) -> dict[str, Any]:
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+    return {
+        "id": "1",
+        "data": {
+            "email": address,
+            "segment_events": [{"event": "enter", "slug": AUDIENCE, "enter": ts}],
+        },
+        "meta": {"timestamp": ts},
+    }
+
+
+def dump(result: dict[str, Any]) -> str:
+    return json.dumps(result, default=str)

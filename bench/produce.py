@@ -1,0 +1,71 @@
+"""The producer side of a (c) run, as its own process: publish ``--profiles`` enter events.
+
+    python -m bench.produce --redis URL --prefix P --job J --audience A --profiles N [--body 1000]
+
+Events go through ``worker.dispatch.send_events`` in bodies of ``--body``, as fast as the
+broker takes them (the real-time path). Prints one JSON line: seconds, messages, peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+import orjson
+
+from worker.celery_app import create_app
+from worker.dispatch import send_events
+from worker.events import Action, AudienceEvent
+from worker.settings import Settings
+
+
+def email(prefix: str, i: int) -> str:
+    return f"{prefix}{i}@bench.example"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--job", required=True)
+    parser.add_argument("--audience", required=True)
+    parser.add_argument("--profiles", type=int, required=True)
+    parser.add_argument("--body", type=int, default=1000)
+    parser.add_argument("--emails", default="u", help="email local-part prefix")
+    args = parser.parse_args()
+    app = create_app(Settings(redis_url=args.redis, key_prefix=args.prefix))  # type: ignore[arg-type]
+    first_publish = time.time()
+    started = time.perf_counter()
+    messages = 0
+    for first in range(0, args.profiles, args.body):
+        ts = time.time_ns()
+        events = [
+            AudienceEvent(
+                audience=args.audience,
+                action=Action.ENTER,
+                ts_ns=ts,
+                profile={"email": email(args.emails, i)},
+            )
+            for i in range(first, min(first + args.body, args.profiles))
+        ]
+        messages += send_events(app, args.job, events)
+    seconds = time.perf_counter() - started
+    app.close()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        orjson.dumps(
+            {
+                "seconds": seconds,
+                "messages": messages,
+                "peak_rss": peak_kb * 1024,
+                "first_publish": first_publish,
+            }
+        ).decode()
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Rows, the markdown table and the chart for ``python -m bench.run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bench.baselines import SampleResult
+from bench.ceiling import Limits, max_profiles
+
+PATHS = {
+    "backfill": "through the backfill (`klaviyo-export start JOB --from-file audience.jsonl`; the "
+    "clock starts when the command reports the list ready and begins dispatching)",
+    "realtime": "through the real-time path (`send_events`, bodies of 1,000, as fast as Redis "
+    "takes them; the clock starts at the first publish)",
+}
+SETUP_OPS = {"create_list", "get_lists", "get_list"}  # the bench's own set-up and polling calls
+
+
+def _work_calls(ops: dict[str, Any]) -> tuple[int, int]:
+    calls = sum(r["calls"] for op, r in ops.items() if op not in SETUP_OPS)
+    throttled = sum(r["throttled"] for r in ops.values())
+    return calls, throttled
+
+
+def baseline_row(
+    label: str, res: SampleResult, ops: dict[str, Any], limits: Limits
+) -> dict[str, Any]:
+    seconds = res.finished - res.started
+    # Sustained rate: what the first whole minute window delivered (every later minute repeats it).
+    per_min = res.first_minute if seconds >= 60 else res.profiles / seconds * 60
+    calls, throttled = _work_calls(ops)
+    return {
+        "label": label,
+        "profiles": res.profiles,
+        "seconds": seconds,
+        "per_min": per_min,
+        "ceiling_per_min": limits.per_minute,
+        "ratio": per_min / limits.per_minute,
+        "calls_per_1000": calls * 1000 / res.profiles,
+        "throttled": throttled,
+        "cpu_per_100k": None,
+        "worker_rss": None,
+        "producer_rss": None,
+        "exact": None,
+        "extrapolated": True,
+        "client_429s": res.throttled,
+    }
+
+
+def engine_row(label: str, res: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    seconds = res["finished"] - res["started"]
+    allowed = max_profiles(limits, res["started"], res["finished"])
+    calls, throttled = _work_calls(res["operations"])
+    return {
+        "label": label,
+        "profiles": res["profiles"],
+        "seconds": seconds,
+        "per_min": res["profiles"] / seconds * 60,
+        "ceiling_per_min": allowed / seconds * 60,
+        "ratio": res["profiles"] / allowed,
+        "calls_per_1000": calls * 1000 / res["profiles"],
+        "throttled": throttled,
+        "cpu_per_100k": res["worker_cpu"] * 100_000 / res["profiles"],
+        "worker_rss": res["worker_rss"],
+        "producer_rss": res["producer_rss"],
+        "exact": res["exact"],
+        "extrapolated": False,
+        "cpu": {k: res.get(k) for k in ("worker_cpu", "producer_cpu", "redis_cpu", "sandbox_cpu")},
+        "operations": {k: v["calls"] for k, v in res["operations"].items()},
+    }
+
+
+def _mb(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:,.0f} MB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:,.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds:,.1f} s"
+
+
+def one_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['label']}: {row['profiles']:,} profiles in {row['seconds']:.1f}s = "
+        f"{row['per_min']:,.0f}/min "
+        f"({row['ratio']:.1%} of ceiling), {row['calls_per_1000']:.1f} calls/1000, "
+        f"{row['throttled']} x 429" + ("" if row["exact"] is None else f", exact={row['exact']}")
+    )
+
+
+def markdown(
+    rows: list[dict[str, Any]], latency: dict[str, Any] | None, facts: dict[str, Any]
+) -> str:
+    n = facts["profiles"]
+    out = [
+        "# Benchmarks: exporting one audience to a Klaviyo list",
+        "",
+        f"Measured by `make bench` (`{facts['command'].strip()}`) on {facts['date']}: "
+        f"{facts['nproc']} cores "
+        f"(shared with other work), Python {facts['python']}, against the sandbox as its own "
+        "process at "
+        "`--speed 1` (Klaviyo's real limits), with a private redis-server, "
+        "`RATE_LIMIT_HEADROOM=1.0` "
+        "(the sandbox account is the only client) and the other settings at their defaults.",
+        "",
+        f"(c) runs export {n:,} new profiles each, {PATHS[facts['path']]}, each on its own "
+        "sandbox account so quotas start fresh, until the list holds the whole audience; then the "
+        "list's members were read back from the sandbox and compared with the audience.",
+        f"(a) and (b) ran on a sample ({facts['sample']:,} users for (a), "
+        f"{facts['sample'] * 100:,} profiles "
+        "for (b)), side by side on separate accounts, starting on a minute boundary; their rate "
+        "is what the "
+        f"first whole minute window delivered, and their time for {n:,} profiles is extrapolated "
+        "from it.",
+        "",
+        "Ceiling: the most profiles the fixed windows (burst 1 s, steady 1 min, aligned on the "
+        "clock) admit "
+        "during the run's own wall time, from the operation's limits: subscribe 75/s and 750/min "
+        "x  1,000, "
+        "force add through bulk import 10/s and 150/min x 10,000. Over whole minutes this is "
+        "750,000 and "
+        "1,500,000 profiles/min; over a run of a minute or two it is higher, because a run can "
+        "use the "
+        "burst of a window it only partly covers.",
+        "",
+        "| run | profiles/min | ceiling for the run (profiles/min) | % of ceiling | time for "
+        f"{n:,} | "
+        "API calls / 1,000 profiles | 429s | worker CPU s / 100k | peak RSS workers | peak RSS "
+        "producer "
+        "| list exact |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        time_for = n / r["per_min"] * 60 if r["extrapolated"] else r["seconds"]
+        cpu = "n/a" if r["cpu_per_100k"] is None else f"{r['cpu_per_100k']:.1f}"
+        exact = "n/a (sample)" if r["exact"] is None else ("yes" if r["exact"] else "**no**")
+        label = r["label"] + (" *(sample, extrapolated)*" if r["extrapolated"] else "")
+        out.append(
+            f"| {label} | {r['per_min']:,.0f} | {r['ceiling_per_min']:,.0f} | {r['ratio']:.2%} | "
+            f"{'≈ ' if r['extrapolated'] else ''}{_duration(time_for)} | "
+            f"{r['calls_per_1000']:,.1f} | "
+            f"{r['throttled']:,} | {cpu} | {_mb(r['worker_rss'])} | {_mb(r['producer_rss'])} | "
+            f"{exact} |"
+        )
+    out.append("")
+    out.append(
+        "Worker CPU is user + system time of the Celery parent and its pool processes (psutil) "
+        "during "
+        "the run; RSS peaks are sums over the worker process tree, sampled every 0.5 s; the "
+        "producer "
+        "is the publishing process. 429s are the sandbox's count for the run's account. The "
+        "sandbox "
+        f"process used {facts['sandbox_cpu']:,.0f} CPU seconds over the whole benchmark."
+    )
+    out.append("")
+    engine_rows = [r for r in rows if r.get("cpu")]
+    if engine_rows:
+        out += [
+            "Where the CPU went during each (c) run (seconds of CPU; the machine has "
+            f"{facts['nproc']} cores, shared):",
+            "",
+            "| run | wall s | workers | producer | redis-server | sandbox |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in engine_rows:
+            c = r["cpu"]
+            out.append(
+                f"| {r['label']} | {r['seconds']:.1f} | {c['worker_cpu']:.1f} | "
+                f"{c['producer_cpu']:.1f} | {c['redis_cpu']:.1f} | {c['sandbox_cpu']:.1f} |"
+            )
+        out.append("")
+    if latency:
+        out += [
+            "## Real-time latency",
+            "",
+            f"{latency['events']:,} users posted to `klaviyo-export webhook --insecure-no-auth` "
+            "in bodies of "
+            f"100 every 0.1 s ({latency['rate']:,.0f} events/s), 4 worker processes, subscribe "
+            "mode; "
+            "time from the receiver's 202 to the user's appearance in the list (read back from "
+            "the sandbox "
+            "every ~0.1 s plus read time, so figures carry that much granularity).",
+            "",
+            "| p50 | p99 | max | refused posts |",
+            "|---:|---:|---:|---:|",
+            f"| {latency['p50']:.2f} s | {latency['p99']:.2f} s | {latency['max']:.2f} s "
+            f"| {latency['refused_posts']} |",
+            "",
+        ]
+    out += ["![profiles per minute, log scale](benchmarks.png)", ""]
+    return "\n".join(out)
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    fig = Figure(figsize=(10, 0.6 * len(rows) + 2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    labels = [r["label"].replace("(c) this project, ", "(c) ") for r in rows][::-1]
+    values = [r["per_min"] for r in rows][::-1]
+    colors = ["#bbbbbb" if r["extrapolated"] else "#2b6cb0" for r in rows][::-1]
+    ax.barh(labels, values, color=colors)
+    ax.set_xscale("log")
+    ax.axvline(750_000, color="#c53030", linestyle="--", label="subscribe ceiling 750,000/min")
+    ax.axvline(1_500_000, color="#dd6b20", linestyle=":", label="force-add ceiling 1,500,000/min")
+    for y, v in enumerate(values):
+        ax.text(v * 1.1, y, f"{v:,.0f}", va="center", fontsize=8)
+    ax.set_xlabel("profiles per minute (log scale)")
+    ax.set_xlim(100, 5_000_000)
+    ax.set_title("Exporting one audience to Klaviyo (sandbox at real limits)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

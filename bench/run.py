@@ -1,0 +1,162 @@
+"""Side-by-side export benchmark against the sandbox at Klaviyo's real limits (speed 1).
+
+    uv run --frozen python -m bench.run [--profiles 1000000] [--sample 1000] [--latency-seconds 30]
+
+One run, one sandbox process, one redis-server, the same kind of audience exported by:
+(a) one call per user through the official ``klaviyo-api`` SDK (sample, extrapolated);
+(b) subscribe jobs of 100 in a loop honouring ``Retry-After`` (sample x 100 profiles, extrapolated);
+(c) this project's workers (1 and 4 processes; subscribe and force add), ``--profiles`` each,
+    driven through the real-time path (``send_events`` in bodies of 1,000);
+plus real-time latency from webhook acceptance to a correct list. Writes docs/benchmarks.md
+and docs/benchmarks.png and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench import baselines, ceiling, engine, report
+from bench.stack import ROOT, Redis, Sandbox, TreeSampler, stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--profiles", type=int, default=1_000_000, help="audience size for each (c) run"
+    )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=1000,
+        help="users for baseline (a); baseline (b) sends this many calls of 100",
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=30.0, help="0 skips the latency probe"
+    )
+    parser.add_argument("--workers", default="1,4", help="worker process counts for (c)")
+    parser.add_argument("--modes", default="subscribe,force", help="(c) modes")
+    parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument(
+        "--path", choices=("backfill", "realtime"), default="backfill", help="how (c) is fed"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "docs", help="where benchmarks.md/.png go"
+    )
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    print(
+        f"bench: workdir {workdir}; (c) {args.profiles:,} profiles; sample {args.sample:,}",
+        flush=True,
+    )
+    rds = Redis(workdir)
+    sandbox = Sandbox(workdir, speed=1)
+    sampler = TreeSampler()
+    sampler.watch("sandbox", sandbox.proc.pid)
+    rows: list[dict[str, Any]] = []
+    latency: dict[str, Any] | None = None
+    try:
+        if not args.skip_baselines:
+            rows += run_baselines(sandbox, args.sample)
+        for mode in args.modes.split(","):
+            for n in (int(w) for w in args.workers.split(",")):
+                print(f"(c) {mode}, {n} worker process(es), {args.profiles:,} profiles", flush=True)
+                limits = ceiling.BULK_IMPORT if mode == "force" else ceiling.SUBSCRIBE
+                timeout = 600 + 20 * args.profiles / limits.per_minute * 60
+                res = engine.run_export(
+                    workdir,
+                    rds,
+                    sandbox,
+                    profiles=args.profiles,
+                    concurrency=n,
+                    force_add=mode == "force",
+                    timeout=timeout,
+                    path=args.path,
+                )
+                sampler.sample()
+                rows.append(
+                    report.engine_row(
+                        f"(c) this project, {n} worker{'s' if n > 1 else ''}, "
+                        f"{'force add' if mode == 'force' else 'subscribe'}",
+                        res,
+                        limits,
+                    )
+                )
+                print("   ", report.one_line(rows[-1]), flush=True)
+        if args.latency_seconds > 0:
+            print(
+                f"real-time latency: 1,000 events/s for {args.latency_seconds:.0f}s, 4 workers",
+                flush=True,
+            )
+            latency = engine.run_latency(
+                workdir, rds, sandbox, concurrency=4, seconds=args.latency_seconds
+            )
+            print("   ", latency, flush=True)
+    finally:
+        sampler.sample()
+        stop(sandbox.proc)
+        stop(rds.proc)
+    facts = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "profiles": args.profiles,
+        "sample": args.sample,
+        "path": args.path,
+        "sandbox_cpu": sampler.cpu_seconds("sandbox"),
+        "command": "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    table = report.markdown(rows, latency, facts)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.md").write_text(table, encoding="utf-8")
+    (workdir / "results.json").write_text(
+        json.dumps({"rows": rows, "latency": latency, "facts": facts}, default=str),
+        encoding="utf-8",
+    )
+    report.chart(rows, args.out / "benchmarks.png")
+    print(f"wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.png'}")
+    return 0 if all(r.get("exact", True) for r in rows) else 1
+
+
+def run_baselines(sandbox: Sandbox, sample: int) -> list[dict[str, Any]]:
+    """(a) and (b) side by side (separate accounts, so separate quotas), from a minute boundary."""
+    key_a, key_b = "pk_bench_sdk_one_per_user", "pk_bench_batches_of_100"
+    list_a, list_b = (
+        sandbox.create_list(key_a, "bench sdk"),
+        sandbox.create_list(key_b, "bench b100"),
+    )
+    baselines.check_revision_header(sandbox, key_a)
+    print(
+        f"(a) SDK one call per user: {sample:,} users; (b) batches of 100: {sample * 100:,} "
+        "profiles; "
+        "waiting for a minute boundary",
+        flush=True,
+    )
+    start = baselines.wait_for_minute()
+    with ThreadPoolExecutor(2) as pool:
+        fa = pool.submit(baselines.run_sdk, sandbox, key_a, list_a, sample, start)
+        fb = pool.submit(baselines.run_batches, sandbox, key_b, list_b, sample * 100, start)
+        ra, rb = fa.result(), fb.result()
+    rows = []
+    for label, key, res, limits in (
+        ("(a) official SDK, one call per user", key_a, ra, ceiling.SUBSCRIBE),
+        ("(b) subscribe batches of 100", key_b, rb, ceiling.SUBSCRIBE),
+    ):
+        rows.append(report.baseline_row(label, res, sandbox.account_stats(key), limits))
+        print("   ", report.one_line(rows[-1]), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())
