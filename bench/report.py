@@ -121,14 +121,12 @@ def markdown(
         "from it.",
         "",
         "Ceiling: the most profiles the fixed windows (burst 1 s, steady 1 min, aligned on the "
-        "clock) admit "
-        "during the run's own wall time, from the operation's limits: subscribe 75/s and 750/min "
-        "x  1,000, "
-        "force add through bulk import 10/s and 150/min x 10,000. Over whole minutes this is "
-        "750,000 and "
-        "1,500,000 profiles/min; over a run of a minute or two it is higher, because a run can "
-        "use the "
-        "burst of a window it only partly covers.",
+        "clock) admit during the run's own wall time, from the operation's limits: subscribe 75/s "
+        "and 750/min x 1,000, force add through bulk import 10/s and 150/min x 10,000. Over whole "
+        "minutes this is 750,000 and 1,500,000 profiles/min. Each (c) run starts as a minute "
+        "window opens, so a run of k x 750 subscribe calls that keeps up with Klaviyo ends inside "
+        "its k-th window and scores 100%; a run that spills into one more window is charged that "
+        "whole window. 1,500,000 profiles is two windows of subscribes, or one of force adds.",
         "",
         "| run | profiles/min | ceiling for the run (profiles/min) | % of ceiling | time for "
         f"{n:,} | "

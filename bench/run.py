@@ -1,6 +1,6 @@
 """Side-by-side export benchmark against the sandbox at Klaviyo's real limits (speed 1).
 
-    uv run --frozen python -m bench.run [--profiles 1000000] [--sample 1000] [--latency-seconds 30]
+    uv run --frozen python -m bench.run [--profiles 1500000] [--sample 1000] [--latency-seconds 30]
 
 One run, one sandbox process, one redis-server, the same kind of audience exported by:
 (a) one call per user through the official ``klaviyo-api`` SDK (sample, extrapolated);
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--profiles", type=int, default=1_000_000, help="audience size for each (c) run"
+        "--profiles", type=int, default=1_500_000, help="audience size for each (c) run"
     )
     parser.add_argument(
         "--sample",

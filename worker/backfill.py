@@ -164,7 +164,7 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
         list_id = job_state.list_id
         lease_ms = int(load_settings().lease_seconds * 1000)
         claimed = state.claim_users(emails, now, lease_ms)
-        outcome = Flusher(flush_context(job, list_id, state, schedule_poll)).run(emails=claimed)
+        outcome = Flusher(flush_context(job, list_id, state, schedule_poll)).run(claimed)
         if outcome.again_in is not None and not outcome.transient and not outcome.stopped:
             return ChunkOutcome(None, outcome.again_in)
     if state.pending_count():

@@ -1,7 +1,7 @@
 """Apply the current desired state of pending users to Klaviyo with bulk calls.
 
-One ``Flusher.run`` claims up to a batch of pending users, reads their desired
-state *after* the claim, and sends: removals (list-relationship deletes, ids from
+One ``Flusher.run`` claims up to a batch of pending users, with their desired
+state read in the same atomic step, and sends: removals (list-relationship deletes, ids from
 the cache or email look-ups), joins (subscribe jobs of 1,000, or force-add bulk
 imports of 10,000 held until Klaviyo finishes them) and attribute refreshes (bulk
 imports). Users whose call did not happen go back to pending; nothing is lost.
@@ -69,11 +69,11 @@ class Flusher:
         self.ctx = ctx
         self.outcome = FlushOutcome()
 
-    def run(self, emails: Sequence[str] | None = None) -> FlushOutcome:
-        claimed = list(emails) if emails is not None else self._claim()
-        if not claimed:
+    def run(self, claimed: Sequence[Desired] | None = None) -> FlushOutcome:
+        """Flush ``claimed`` users (already claimed by the caller), or claim a batch first."""
+        users = list(claimed) if claimed is not None else self._claim()
+        if not users:
             return self.outcome
-        users = self.ctx.state.read(claimed)
         plan = make_plan(users)
         self.ctx.state.release(plan.unchanged, now_ms())
         steps: list[tuple[list[Desired], Callable[[list[Desired]], None]]] = [
@@ -87,7 +87,7 @@ class Flusher:
                 break
         return self.outcome
 
-    def _claim(self) -> list[str]:
+    def _claim(self) -> list[Desired]:
         lease_ms = int(self.ctx.lease_seconds * 1000)
         claimed, blocked = self.ctx.state.claim(now_ms(), lease_ms, self.ctx.batch_size)
         self.outcome.claimed = len(claimed)

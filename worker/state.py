@@ -26,11 +26,29 @@ import redis
 
 from worker.keys import JobKeys
 
-_RECORD = """
+# Every script takes its items as one \x1f-separated string: one argument instead of
+# thousands keeps redis-py's per-argument encoding out of the hot path.
+_SPLIT = """
+local function split(s)
+  local out, start = {}, 1
+  if s == '' then return out end
+  while true do
+    local i = string.find(s, '\\31', start, true)
+    if not i then out[#out + 1] = string.sub(s, start) return out end
+    out[#out + 1] = string.sub(s, start, i - 1)
+    start = i + 1
+  end
+end
+"""
+
+_RECORD = (
+    _SPLIT
+    + """
 local base, now = ARGV[1], ARGV[2]
+local items = split(ARGV[3])
 local changed = 0
-for i = 3, #ARGV, 5 do
-  local email, aud, act, ts, fjson = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+for i = 1, #items, 5 do
+  local email, aud, act, ts, fjson = items[i], items[i+1], items[i+2], items[i+3], items[i+4]
   local ukey = base .. ':u:' .. email
   local dirty = false
   if act ~= 'C' then
@@ -67,8 +85,28 @@ for i = 3, #ARGV, 5 do
 end
 return changed
 """
+)
 
-_CLAIM = """
+# Appended to both claim scripts: what a claimed user should be, read in the same atomic step.
+_DESCRIBE = (
+    _SPLIT
+    + """
+local function describe(base, e, out)
+  local member = 0
+  for _, v in ipairs(redis.call('HVALS', base .. ':u:' .. e)) do
+    if string.sub(v, 1, 1) == 'E' then member = 1 end
+  end
+  out[#out + 1] = e
+  out[#out + 1] = member
+  out[#out + 1] = redis.call('GET', base .. ':f:' .. e) or ''
+  out[#out + 1] = redis.call('HGET', base .. ':applied', e) or ''
+end
+"""
+)
+
+_CLAIM = (
+    _DESCRIBE
+    + """
 local base, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_n, scan_n = tonumber(ARGV[4]), tonumber(ARGV[5])
 local pending, inflight, settling = base .. ':pending', base .. ':inflight', base .. ':settling'
@@ -87,35 +125,41 @@ for _, e in ipairs(redis.call('ZRANGE', pending, 0, scan_n - 1)) do
   else
     redis.call('ZREM', pending, e)
     redis.call('ZADD', inflight, lease, e)
-    out[#out + 1] = e
-    if #out >= max_n then break end
+    describe(base, e, out)
+    if #out >= 4 * max_n then break end
   end
 end
-return {out, tostring(blocked_until)}
+return {table.concat(out, '\\31'), tostring(blocked_until)}
 """
+)
 
-_CLAIM_USERS = """
+_CLAIM_USERS = (
+    _DESCRIBE
+    + """
 local base, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local pending, inflight, settling = base .. ':pending', base .. ':inflight', base .. ':settling'
 local out = {}
-for i = 4, #ARGV do
-  local e = ARGV[i]
+for _, e in ipairs(split(ARGV[4])) do
   local held = tonumber(redis.call('ZSCORE', inflight, e) or '0')
   local settle = tonumber(redis.call('ZSCORE', settling, e) or '0')
   if redis.call('ZSCORE', pending, e) and held <= now and settle <= now then
     redis.call('ZREM', pending, e)
     redis.call('ZADD', inflight, lease, e)
-    out[#out + 1] = e
+    describe(base, e, out)
   end
 end
-return out
+return table.concat(out, '\\31')
 """
+)
 
-_RELEASE = """
+_RELEASE = (
+    _SPLIT
+    + """
 local base, now, settle_until = ARGV[1], ARGV[2], ARGV[3]
 local applied, counters = base .. ':applied', base .. ':counters'
-for i = 4, #ARGV, 2 do
-  local email, val = ARGV[i], ARGV[i+1]
+local items = split(ARGV[4])
+for i = 1, #items, 2 do
+  local email, val = items[i], items[i+1]
   redis.call('ZREM', base .. ':inflight', email)
   if val == 'retry' then
     redis.call('ZADD', base .. ':pending', 'NX', now, email)
@@ -138,6 +182,18 @@ for i = 4, #ARGV, 2 do
 end
 return 1
 """
+)
+
+SEP = "\x1f"  # between items of a script's single list argument
+_EXTEND = (
+    _SPLIT
+    + """
+for _, e in ipairs(split(ARGV[3])) do
+  redis.call('ZADD', ARGV[1] .. ':inflight', 'XX', ARGV[2], e)
+end
+return 1
+"""
+)
 
 RETRY = "retry"  # put the user back in pending
 FORGET = ""  # drop the claim only (dead-lettered)
@@ -188,41 +244,45 @@ class DesiredState:
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
         self._claim_users = client.register_script(_CLAIM_USERS)
+        self._extend = client.register_script(_EXTEND)
 
     def record(self, marks: Sequence[Mark], now_ms: int) -> int:
         """Apply ``marks`` atomically; return how many users became pending."""
-        argv: list[str | int] = [self.keys.base, now_ms]
+        if not marks:
+            return 0
+        items: list[str] = []
         for m in marks:
             fields = (
                 orjson.dumps(m.attributes, option=orjson.OPT_SORT_KEYS).decode()
                 if m.attributes
                 else ""
             )
-            argv += [m.email, m.audience, m.action, pad_ts(m.ts_ns), fields]
-        return int(self._record(args=argv)) if marks else 0
+            items += [m.email, m.audience, m.action, pad_ts(m.ts_ns), fields]
+        return int(self._record(args=[self.keys.base, now_ms, SEP.join(items)]))
 
-    def claim(self, now_ms: int, lease_ms: int, max_n: int) -> tuple[list[str], int]:
-        """Claim up to ``max_n`` users; also return when a skipped user frees up (ms, 0: none)."""
-        raw = self._claim(args=[self.keys.base, now_ms, now_ms + lease_ms, max_n, max_n * 2])
-        emails, blocked = raw
-        return [e.decode() if isinstance(e, bytes) else e for e in emails], int(blocked)
+    def claim(self, now_ms: int, lease_ms: int, max_n: int) -> tuple[list[Desired], int]:
+        """Claim up to ``max_n`` users with their desired state, and when a skipped one frees up."""
+        described, blocked = self._claim(
+            args=[self.keys.base, now_ms, now_ms + lease_ms, max_n, max_n * 2]
+        )
+        return _described(described), int(blocked)
 
-    def claim_users(self, emails: Sequence[str], now_ms: int, lease_ms: int) -> list[str]:
+    def claim_users(self, emails: Sequence[str], now_ms: int, lease_ms: int) -> list[Desired]:
         """Claim exactly these users when they are pending and nobody holds them (backfill)."""
         if not emails:
             return []
-        raw = self._claim_users(args=[self.keys.base, now_ms, now_ms + lease_ms, *emails])
-        return [e.decode() if isinstance(e, bytes) else str(e) for e in raw]
+        return _described(
+            self._claim_users(args=[self.keys.base, now_ms, now_ms + lease_ms, SEP.join(emails)])
+        )
 
     def read(self, emails: Sequence[str]) -> list[Desired]:
-        """The desired state of claimed users, read after the claim."""
+        """The desired state of users without claiming them (status, tests)."""
         pipe = self.redis.pipeline(transaction=False)
         for email in emails:
             pipe.hvals(self.keys.user(email))
             pipe.get(self.keys.fields(email))
-        pipe.hmget(self.keys.applied, list(emails)) if emails else None
         out = pipe.execute()
-        applied = out[-1] if emails else []
+        applied = self.redis.hmget(self.keys.applied, list(emails)) if emails else []
         return [
             _desired(email, out[2 * i], out[2 * i + 1], applied[i])
             for i, email in enumerate(emails)
@@ -233,15 +293,13 @@ class DesiredState:
     ) -> None:
         """Record each user's outcome: ``in|<ts>``, ``out``, ``out0``, RETRY or FORGET."""
         if outcomes:
-            argv: list[str | int] = [self.keys.base, now_ms, settle_until_ms]
-            for email, value in outcomes:
-                argv += [email, value]
-            self._release(args=argv)
+            items = SEP.join(f"{email}{SEP}{value}" for email, value in outcomes)
+            self._release(args=[self.keys.base, now_ms, settle_until_ms, items])
 
     def extend(self, emails: Sequence[str], until_ms: int) -> None:
         """Keep holding users whose asynchronous Klaviyo job is still running."""
         if emails:
-            self.redis.zadd(self.keys.inflight, dict.fromkeys(emails, until_ms), xx=True)
+            self._extend(args=[self.keys.base, until_ms, SEP.join(emails)])
 
     def pending_count(self) -> int:
         return int(self.redis.zcard(self.keys.pending))
@@ -255,10 +313,27 @@ def _text(value: bytes | str | None) -> str:
 
 
 def _desired(
-    email: str, states: list[bytes], fields: bytes | None, applied: bytes | None
+    email: str,
+    states: Sequence[bytes | str],
+    fields: bytes | str | None,
+    applied: bytes | str | None,
 ) -> Desired:
     member = any(_text(s).startswith("E") for s in states)
     raw = _text(fields)
     fields_ts, _, body = raw.partition("|")
     attributes = orjson.loads(body) if body else {}
     return Desired(email, member, fields_ts, attributes, _text(applied) or None)
+
+
+def _described(answer: bytes | str) -> list[Desired]:
+    """Decode the claim scripts' answer: email, member, fields, applied per user."""
+    flat = _text(answer).split(SEP) if answer else []
+    return [
+        _desired(
+            flat[i],
+            ["E"] if flat[i + 1] == "1" else [],
+            flat[i + 2] or None,
+            flat[i + 3] or None,
+        )
+        for i in range(0, len(flat), 4)
+    ]

@@ -34,7 +34,10 @@ def entry(
 
 
 def body(
-    email: str, *entries: dict[str, Any], meta_ts: str = "2026-11-28T10:00:00.000000000Z", **fields: Any
+    email: str,
+    *entries: dict[str, Any],
+    meta_ts: str = "2026-11-28T10:00:00.000000000Z",
+    **fields: Any,
 ) -> dict[str, Any]:
     return {
         "id": "1576",
