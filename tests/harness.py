@@ -230,6 +230,16 @@ class Stack:
         assert isinstance(found, dict)
         return found
 
+    def assert_reconciled(self, job_id: str, *, entered: int | None, members: int) -> None:
+        """Counters agree with what happened: exported + omitted + dead-lettered = input users,
+        and additions minus removals = the members Klaviyo holds."""
+        c = self.counters(job_id)
+        omitted = sum(int(v) for k, v in c.items() if k.startswith("omitted:"))
+        added, removed, dead = (int(c.get(k, 0)) for k in ("added", "removed", "dead_lettered"))
+        if entered is not None:
+            assert added + omitted + dead == entered, c
+        assert added - removed == members, c
+
     def wait_for_list(self, job_id: str, timeout: float = 30) -> str:
         found = wait_until(
             lambda: self.job_state(job_id).get("list_id"),

@@ -32,6 +32,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # sweep for messages a dead worker left unacked every 10 s, not every 100 s
             "unacked_restore_interval": 10,
             "unacked_restore_throttle": 1,
+            # a worker killed mid-sweep holds the sweep's mutex until it expires (default 300 s)
+            "unacked_mutex_expire": 30,
         },
         "result_backend_transport_options": {
             "visibility_timeout": vt,

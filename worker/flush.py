@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from worker import imports
+from worker.counters import JobCounters
 from worker.deadletter import DeadLetter, DeadLetterStore
 from worker.gate import Gate, Throttled
 from worker.isolate import send_isolating
@@ -105,15 +106,25 @@ class Flusher:
             self.outcome.again_in = exc.wait
         except RateLimited as exc:
             self.outcome.again_in = exc.retry_after or 1.0
-        except KlaviyoRetriableError:
+            self._last_error(exc)
+        except KlaviyoRetriableError as exc:
             self.outcome.again_in = 1.0
             self.outcome.transient = True
+            self._last_error(exc)
         except AuthError as exc:
+            self._last_error(exc)
             self.ctx.jobstate.auth_failed(f"Klaviyo refused the key ({exc.status}): {exc}")
             self.outcome.stopped = str(exc)
         else:
             return True
         return False
+
+    def _last_error(self, exc: Exception) -> None:
+        """``status`` shows the newest problem; emails are masked on the way in."""
+        state = self.ctx.state
+        JobCounters(state.redis, state.keys.prefix, self.ctx.job.id).set_last_error(
+            f"{type(exc).__name__}: {exc}"
+        )
 
     def _retry(self, users: Sequence[Desired]) -> None:
         left = [(u.email, RETRY) for u in users if u.email not in self.outcome.done]

@@ -7,6 +7,7 @@ person must fix the job: the selected list does not exist or was deleted),
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,6 +16,8 @@ import redis
 
 from worker.keys import JobKeys, jobs_index_key
 from worker.klaviyo.errors import redact
+
+log = logging.getLogger(__name__)
 
 
 class Status(StrEnum):
@@ -67,9 +70,11 @@ class JobStateStore:
 
     def failed(self, reason: str) -> None:
         self._set(Status.FAILED, reason)
+        log.error("job %s failed: %s", self.keys.job_id, redact(reason))  # reaches Sentry
 
     def auth_failed(self, reason: str) -> None:
         self._set(Status.AUTH_FAILED, reason)
+        log.error("job %s stopped calling Klaviyo: %s", self.keys.job_id, redact(reason))
 
 
 def _s(value: bytes | str) -> str:

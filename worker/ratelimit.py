@@ -29,34 +29,46 @@ BURST_SECONDS = 1
 STEADY_SECONDS = 60
 DAILY_SECONDS = 86_400
 _US = 1_000_000
+BOUNDARY_GUARD_SECONDS = 0.1  # a call this close to a window's end may land in the next
 MAX_SPEED = 1_000_000  # a burst window of 1 µs: server time has no finer grain
 
-# KEYS: cool-down, then one key per window. ARGV: n, then (length in real µs, allowed) per
-# window; a length may be fractional (1 s at speed 30), so windows start at exact multiples of
-# it, as the sandbox's do. Returns 0 when granted, else the whole microseconds to wait (>= 1).
+# KEYS: cool-down, then one key per window. ARGV: n, guard (µs), then (length in real µs,
+# allowed) per window; a length may be fractional (1 s at speed 30), so windows start at exact
+# multiples of it, as the sandbox's do. A call granted in the last ``guard`` of a steady or
+# daily window may reach Klaviyo in the next one, so it is charged to both (field p
+# pre-charges the next window); the 1 s burst window is left exact. Returns 0 when granted,
+# else the whole microseconds to wait (>= 1).
 _ACQUIRE = """
-local n = tonumber(ARGV[1])
+local n, guard = tonumber(ARGV[1]), tonumber(ARGV[2])
 local pause = redis.call('PTTL', KEYS[1])
 if pause > 0 then return pause * 1000 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local wait, idx, used = 0, {}, {}
+local wait, idx, used, pre, cross = 0, {}, {}, {}, {}
 for i = 2, #KEYS do
-  local len = tonumber(ARGV[2 * i - 2])
+  local len, allowed = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local w = math.floor(now / len)
-  local v = redis.call('HMGET', KEYS[i], 'w', 'n')
-  idx[i] = w
-  used[i] = 0
-  if tonumber(v[1]) == w then used[i] = tonumber(v[2]) end
-  if used[i] + n > tonumber(ARGV[2 * i - 1]) then
+  local v = redis.call('HMGET', KEYS[i], 'w', 'n', 'p')
+  idx[i], used[i], pre[i] = w, 0, 0
+  if tonumber(v[1]) == w then
+    used[i], pre[i] = tonumber(v[2]), tonumber(v[3] or 0)
+  elseif tonumber(v[1]) == w - 1 then
+    used[i] = tonumber(v[3] or 0)
+  end
+  cross[i] = i >= 3 and math.floor((now + math.min(guard, len / 10)) / len) > w
+  if used[i] + n > allowed then
+    wait = math.max(wait, 1, math.ceil((w + 1) * len - now))
+  elseif cross[i] and pre[i] + n > allowed then
     wait = math.max(wait, 1, math.ceil((w + 1) * len - now))
   end
 end
 if wait > 0 then return wait end
 for i = 2, #KEYS do
-  local len = tonumber(ARGV[2 * i - 2])
-  redis.call('HSET', KEYS[i], 'w', idx[i], 'n', used[i] + n)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(((idx[i] + 1) * len - now) / 1000) + 1000)
+  local len = tonumber(ARGV[2 * i - 1])
+  local p, last = pre[i], idx[i] + 1
+  if cross[i] then p, last = p + n, idx[i] + 2 end
+  redis.call('HSET', KEYS[i], 'w', idx[i], 'n', used[i] + n, 'p', p)
+  redis.call('PEXPIRE', KEYS[i], math.ceil((last * len - now) / 1000) + 1000)
 end
 return 0
 """
@@ -103,7 +115,7 @@ class RateLimiter:
         if n < 1 or any(n > allowed for _, allowed in windows):
             raise ValueError(f"{op.name}: cannot acquire {n} calls (window allowances {windows})")
         keys = [self._key(account, op, "cd"), *(self._key(account, op, s) for s in "bsd")]
-        args: list[float] = [n]
+        args: list[float] = [n, BOUNDARY_GUARD_SECONDS * _US / self.speed]
         for length, allowed in windows:
             args += [length, allowed]
         wait_us = int(self._acquire(keys=keys[: 1 + len(windows)], args=args))

@@ -13,6 +13,8 @@ from tests.conftest import wait_until
 from tests.harness import ROOT, Stack, event
 from worker.events import Action
 
+pytestmark = pytest.mark.faults
+
 VISIBILITY = 10  # seconds: the shortest the settings allow
 
 

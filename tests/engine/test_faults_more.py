@@ -18,12 +18,6 @@ E, X = Action.ENTER, Action.EXIT
 T0 = 1_764_000_000_000_000_000
 
 
-def reconcile(stack: Stack, job_id: str, members: int) -> None:
-    """Counters agree with the list: additions minus removals is what Klaviyo holds."""
-    c = stack.counters(job_id)
-    assert int(c.get("added", 0)) - int(c.get("removed", 0)) == members, c
-
-
 @pytest.mark.faults
 class TestFlakyKlaviyo:
     def test_5xx_and_dropped_connections_at_20_percent_lose_nothing(self, stack: Stack) -> None:
@@ -44,7 +38,9 @@ class TestFlakyKlaviyo:
         statuses = stack.admin("GET", "stats")["total"]["statuses"]
         failed = sum(int(n) for code, n in statuses.items() if not code.startswith(("2", "4")))
         assert failed >= 3, statuses
-        reconcile(stack, "flaky", 2500)
+        # exits sent with the enters may cancel them before they are exported: only the
+        # list identity holds exactly here
+        stack.assert_reconciled("flaky", entered=None, members=2500)
 
     def test_a_revoked_key_stops_calls_and_resumes_once_fixed(self, stack: Stack) -> None:
         """A 401 mid-run marks the job auth_failed and stops calling; a working key resumes it."""
@@ -62,6 +58,7 @@ class TestFlakyKlaviyo:
             message="auth_failed",
         )
         assert "401" in stack.job_state("auth")["reason"]
+        assert "AuthError" in stack.counters("auth")["last_error"]
         calls_then = _calls(stack)
         wait_until(
             lambda: _calls(stack) - calls_then <= 4 and _elapsed_ok(), timeout=5, message="quiet"
@@ -74,6 +71,7 @@ class TestFlakyKlaviyo:
         }
         stack.wait_for_members("auth", expected, timeout=60)
         assert stack.job_state("auth")["status"] == "ready"
+        stack.assert_reconciled("auth", entered=200, members=200)
 
 
 @pytest.fixture
@@ -109,6 +107,7 @@ def test_redis_killed_and_restarted_with_aof_mid_run_loses_nothing(
             stack.start_worker("w2")
         stack.send("aof", [event(e, "vip", E, T0) for e in emails[2000:]])
         stack.wait_for_members("aof", set(emails), timeout=60)
+        stack.assert_reconciled("aof", entered=len(emails), members=len(emails))
     finally:
         stack.stop_all()
 
@@ -130,7 +129,9 @@ def test_shuffled_duplicated_and_late_events_end_exact(stack: Stack) -> None:
     rng.shuffle(delivered)
     for start in range(0, len(delivered), 500):
         stack.send("mix", delivered[start : start + 500])
-    stack.wait_for_members("mix", _model(history), timeout=90)
+    expected = _model(history)
+    stack.wait_for_members("mix", expected, timeout=90)
+    stack.assert_reconciled("mix", entered=None, members=len(expected))  # users re-enter
 
 
 def _model(history: list[AudienceEvent]) -> set[str]:

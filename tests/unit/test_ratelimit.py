@@ -244,8 +244,11 @@ class TestCooldown:
         limiter.cooldown(ACCOUNT, OP, 0.2)
         assert limiter.acquire(ACCOUNT, OP, 5) > 0
         # when
-        wait_until(lambda: limiter.cooldown_remaining(ACCOUNT, OP) == 0.0, timeout=2,
-                   message="cool-down to end")
+        wait_until(
+            lambda: limiter.cooldown_remaining(ACCOUNT, OP) == 0.0,
+            timeout=2,
+            message="cool-down to end",
+        )
         # then
         assert limiter.acquire(ACCOUNT, OP, 5) == 0.0
 
@@ -278,7 +281,6 @@ class TestSpeed:
         wait = fill_then_probe(limiter, OP, fill=5)
         # then
         assert 0 < wait <= 0.01
-
 
     def test_windows_at_fractional_lengths_start_at_exact_multiples(
         self, make_limiter: MakeLimiter, redis_client: redis.Redis
@@ -335,3 +337,21 @@ class TestHousekeeping:
         """Asking for no calls, or more than a window can ever allow, is a programming error."""
         with pytest.raises(ValueError, match="cannot acquire"):
             make_limiter().acquire(ACCOUNT, OP, n)
+
+
+def test_a_call_at_the_very_end_of_a_steady_window_also_counts_in_the_next(
+    make_limiter: MakeLimiter, redis_client: redis.Redis
+) -> None:
+    """A call granted as a window ends may reach Klaviyo in the next one: it counts in both."""
+    # given: steady 3 per 10 s window (speed 6), and a moment 5 ms before a window ends
+    limiter = make_limiter(speed=6.0)
+    op = Operation("g", "GET", "/g", burst=100, steady=3)
+    seconds, micros = redis_client.time()
+    now = seconds + micros / 1_000_000
+    time.sleep((now // 10 + 1) * 10 - now - 0.005)
+    # when one call is granted there, and the window turns
+    assert limiter.acquire(ACCOUNT, op) == 0.0
+    next_window(redis_client, 10)
+    # then the new window has room for two more, not three
+    assert limiter.acquire(ACCOUNT, op, 2) == 0.0
+    assert limiter.acquire(ACCOUNT, op) > 0
