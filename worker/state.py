@@ -1,6 +1,6 @@
 """Desired state in Redis: what Klaviyo *should* show for each user, and who is not there yet.
 
-Three Lua scripts keep every change atomic:
+Lua scripts (``worker/lua/``) keep every change atomic:
 
 - ``record``: per (user, audience) keep the newest event by the source's own
   timestamp (a stale or duplicate event changes nothing; on a tie, exit wins), keep
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,176 +27,23 @@ import redis
 
 from worker.keys import JobKeys
 
-# Every script takes its items as one \x1f-separated string: one argument instead of
-# thousands keeps redis-py's per-argument encoding out of the hot path.
-_SPLIT = """
-local function split(s)
-  local out, start = {}, 1
-  if s == '' then return out end
-  while true do
-    local i = string.find(s, '\\31', start, true)
-    if not i then out[#out + 1] = string.sub(s, start) return out end
-    out[#out + 1] = string.sub(s, start, i - 1)
-    start = i + 1
-  end
-end
-"""
+# The scripts live in worker/lua/. Every script takes its items as one \x1f-separated string:
+# one argument instead of thousands keeps redis-py's per-argument encoding off the hot path.
+_LUA = Path(__file__).with_name("lua")
 
-_RECORD = (
-    _SPLIT
-    + """
-local base, now = ARGV[1], ARGV[2]
-local items = split(ARGV[3])
-local changed = 0
-for i = 1, #items, 5 do
-  local email, aud, act, ts, fjson = items[i], items[i+1], items[i+2], items[i+3], items[i+4]
-  local ukey = base .. ':u:' .. email
-  local dirty = false
-  if act ~= 'C' then
-    local cur = redis.call('HGET', ukey, aud)
-    local newer = true
-    if cur then
-      local cts = string.sub(cur, 3)
-      if ts < cts then newer = false
-      elseif ts == cts then newer = (act == 'X' and string.sub(cur, 1, 1) == 'E') end
-    end
-    if newer then
-      redis.call('HSET', ukey, aud, act .. ':' .. ts)
-      dirty = (not cur) or string.sub(cur, 1, 1) ~= act
-    end
-  end
-  local member = act == 'E'
-  if act == 'C' then
-    for _, v in ipairs(redis.call('HVALS', ukey)) do
-      if string.sub(v, 1, 1) == 'E' then member = true end
-    end
-  end
-  if fjson ~= '' and member then
-    local fkey = base .. ':f:' .. email
-    local cur = redis.call('GET', fkey)
-    if (not cur) or string.sub(cur, 1, 20) < ts then
-      if (not cur) or string.sub(cur, 22) ~= fjson then dirty = true end
-      redis.call('SET', fkey, ts .. '|' .. fjson)
-    end
-  end
-  if dirty then
-    redis.call('ZADD', base .. ':pending', 'NX', now, email)
-    changed = changed + 1
-  end
-end
-return changed
-"""
-)
 
-# Appended to both claim scripts: what a claimed user should be, read in the same atomic step.
-_DESCRIBE = (
-    _SPLIT
-    + """
-local function describe(base, e, out)
-  local member = 0
-  for _, v in ipairs(redis.call('HVALS', base .. ':u:' .. e)) do
-    if string.sub(v, 1, 1) == 'E' then member = 1 end
-  end
-  out[#out + 1] = e
-  out[#out + 1] = member
-  out[#out + 1] = redis.call('GET', base .. ':f:' .. e) or ''
-  out[#out + 1] = redis.call('HGET', base .. ':applied', e) or ''
-end
-"""
-)
+def _script(*names: str) -> str:
+    """Lua files from worker/lua/, shared helpers first."""
+    return "\n".join((_LUA / f"{name}.lua").read_text(encoding="utf-8") for name in names)
 
-_CLAIM = (
-    _DESCRIBE
-    + """
-local base, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local max_n, scan_n = tonumber(ARGV[4]), tonumber(ARGV[5])
-local pending, inflight, settling = base .. ':pending', base .. ':inflight', base .. ':settling'
-for _, e in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, 10000)) do
-  redis.call('ZREM', inflight, e)
-  redis.call('ZADD', pending, 'NX', now, e)
-end
-redis.call('ZREMRANGEBYSCORE', settling, '-inf', now)
-local out, blocked_until = {}, 0
-for _, e in ipairs(redis.call('ZRANGE', pending, 0, scan_n - 1)) do
-  local held = tonumber(redis.call('ZSCORE', inflight, e) or '0')
-  local settle = tonumber(redis.call('ZSCORE', settling, e) or '0')
-  local until_ms = math.max(held, settle)
-  if until_ms > now then
-    if blocked_until == 0 or until_ms < blocked_until then blocked_until = until_ms end
-  else
-    redis.call('ZREM', pending, e)
-    redis.call('ZADD', inflight, lease, e)
-    describe(base, e, out)
-    if #out >= 4 * max_n then break end
-  end
-end
-return {table.concat(out, '\\31'), tostring(blocked_until)}
-"""
-)
 
-_CLAIM_USERS = (
-    _DESCRIBE
-    + """
-local base, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local pending, inflight, settling = base .. ':pending', base .. ':inflight', base .. ':settling'
-local out = {}
-for _, e in ipairs(split(ARGV[4])) do
-  local held = tonumber(redis.call('ZSCORE', inflight, e) or '0')
-  local settle = tonumber(redis.call('ZSCORE', settling, e) or '0')
-  if redis.call('ZSCORE', pending, e) and held <= now and settle <= now then
-    redis.call('ZREM', pending, e)
-    redis.call('ZADD', inflight, lease, e)
-    describe(base, e, out)
-  end
-end
-return table.concat(out, '\\31')
-"""
-)
-
-_RELEASE = (
-    _SPLIT
-    + """
-local base, now, settle_until = ARGV[1], ARGV[2], ARGV[3]
-local applied, counters = base .. ':applied', base .. ':counters'
-local items = split(ARGV[4])
-local added, removed = 0, 0
-for i = 1, #items, 2 do
-  local email, val = items[i], items[i+1]
-  redis.call('ZREM', base .. ':inflight', email)
-  if val == 'retry' then
-    redis.call('ZADD', base .. ':pending', 'NX', now, email)
-  elseif val ~= '' then
-    local prev = redis.call('HGET', applied, email)
-    local was_in = prev and string.sub(prev, 1, 2) == 'in'
-    if string.sub(val, 1, 3) == 'out' then
-      if val == 'out' and prev ~= 'out' and prev ~= 'out0' then removed = removed + 1 end
-      redis.call('HSET', applied, email, val)
-    else
-      if not was_in then added = added + 1 end
-      redis.call('HSET', applied, email, val)
-      if tonumber(settle_until) > 0 then
-        redis.call('ZADD', base .. ':settling', settle_until, email)
-      end
-    end
-  end
-end
-if added > 0 then redis.call('HINCRBY', counters, 'added', added) end
-if removed > 0 then redis.call('HINCRBY', counters, 'removed', removed) end
-return 1
-"""
-)
+_RECORD = _script("split", "record")
+_CLAIM = _script("split", "describe", "claim")
+_CLAIM_USERS = _script("split", "describe", "claim_users")
+_RELEASE = _script("split", "release")
+_EXTEND = _script("split", "extend")
 
 SEP = "\x1f"  # between items of a script's single list argument
-_EXTEND = (
-    _SPLIT
-    + """
-for _, e in ipairs(split(ARGV[3])) do
-  redis.call('ZADD', ARGV[1] .. ':inflight', 'XX', ARGV[2], e)
-end
-return 1
-"""
-)
-
 RETRY = "retry"  # put the user back in pending
 FORGET = ""  # drop the claim only (dead-lettered)
 
