@@ -20,6 +20,7 @@ import requests
 from bench.baselines import list_count
 from bench.produce import email
 from bench.stack import ROOT, Redis, Sandbox, TreeSampler, free_port, stop, wait_until
+from worker.commands import worker_argv
 
 AUDIENCE = "bench_audience"
 
@@ -79,27 +80,7 @@ class EngineStack:
         )
         log_path = self.workdir / f"worker-{self.tag}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(self.concurrency),
-            "-Q",
-            "realtime,backfill,maintenance",
-            "-n",
-            f"{self.tag}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "INFO",
-        ]
+        cmd = worker_argv(self.tag, self.concurrency)
         proc = subprocess.Popen(
             cmd,
             cwd=ROOT,

@@ -31,6 +31,7 @@ from typing import Any
 import redis
 import requests
 
+from worker.commands import beat_argv, worker_argv
 from worker.normalize import normalize_email
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -392,12 +393,9 @@ class Demo:
         port = free_port()
         webhook = self.procs.spawn("webhook", [self.python, "-m", "producers.cli", "webhook",
                                                "--host", "127.0.0.1", "--port", str(port)], env)
-        worker = self.procs.spawn("worker", [
-            self.python, "-m", "celery", "-A", "worker", "worker", "-Q",
-            "realtime,backfill,maintenance", "-c", "2", "-E", "--without-gossip",
-            "--without-mingle", "-n", f"demo-{env['KEY_PREFIX']}@%h", "-l", "INFO"], env)
-        beat = [self.python, "-m", "celery", "-A", "worker", "beat", "-l", "INFO"]
-        self.procs.spawn("beat", beat, env)
+        worker = self.procs.spawn(
+            "worker", worker_argv(f"demo-{env['KEY_PREFIX']}", python=self.python), env)
+        self.procs.spawn("beat", beat_argv(self.python), env)
         flower_port = free_port(FLOWER_PORT)
         flower = self.procs.spawn("flower", [
             self.python, "-m", "celery", "-A", "worker", "flower", "--address=127.0.0.1",

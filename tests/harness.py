@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ import requests
 from sandbox.testing import SandboxClient
 from tests.conftest import wait_until
 from worker.celery_app import create_app
+from worker.commands import beat_argv, worker_argv
 from worker.dispatch import send_events
 from worker.events import Action, AudienceEvent
 from worker.settings import Settings
@@ -104,40 +104,18 @@ class Stack:
             export_jobs_file=self.jobs_file,
         )
 
+    def _spawn(self, log_name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / log_name, "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.workers.append(proc)
+        return proc
+
     def start_worker(
         self, name: str = "w1", concurrency: int = 2, queues: str = "realtime,backfill,maintenance"
     ) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(concurrency),
-            "-Q",
-            queues,
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "INFO",
-        ]
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.workers.append(proc)
+        proc = self._spawn(f"{name}.log", worker_argv(name, concurrency, queues), self.env())
         wait_until(
             lambda: (
                 b"ready." in (self.workdir / f"{name}.log").read_bytes() or proc.poll() is not None
@@ -150,25 +128,8 @@ class Stack:
 
     def start_beat(self) -> subprocess.Popen[bytes]:
         """celery beat, as production runs it, with a short safety-flush period."""
-        log = open(self.workdir / "beat.log", "ab")  # noqa: SIM115 - closed with the process
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "beat",
-            "-l",
-            "INFO",
-            "-s",
-            str(self.workdir / "beat-schedule"),
-        ]
         env = {**self.env(), "SWEEP_INTERVAL_SECONDS": "1", "BOOTSTRAP_INTERVAL_SECONDS": "2"}
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.workers.append(proc)
-        return proc
+        return self._spawn("beat.log", beat_argv(), env)
 
     def log(self, name: str = "w1") -> str:
         path = self.workdir / f"{name}.log"
