@@ -18,17 +18,15 @@ from worker.settings import Settings, load_settings
 QUEUES = ("realtime", "backfill", "maintenance")
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Every setting here is chosen for at-least-once delivery without loss."""
-    url = str(settings.redis_url)
+def transport_options(settings: Settings) -> dict[str, dict[str, Any] | int]:
+    """Redis transport settings: the visibility timeout must be set in all three places."""
     vt = settings.visibility_timeout_seconds
+    keyprefix = f"{settings.key_prefix}:celery:"
     return {
-        "broker_url": url,
-        "result_backend": url,  # only backfill chords store results
         "broker_transport_options": {
             "visibility_timeout": vt,
             "socket_keepalive": True,
-            "global_keyprefix": f"{settings.key_prefix}:celery:",
+            "global_keyprefix": keyprefix,
             # sweep for messages a dead worker left unacked every 10 s, not every 100 s
             "unacked_restore_interval": 10,
             "unacked_restore_throttle": 1,
@@ -37,9 +35,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "result_backend_transport_options": {
             "visibility_timeout": vt,
-            "global_keyprefix": f"{settings.key_prefix}:celery:",
+            "global_keyprefix": keyprefix,
         },
         "visibility_timeout": vt,
+    }
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Every setting here is chosen for at-least-once delivery without loss."""
+    url = str(settings.redis_url)
+    return {
+        "broker_url": url,
+        "result_backend": url,  # only backfill chords store results
+        **transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "task_acks_late": True,
