@@ -54,6 +54,7 @@ class FileSource:
         if not path.is_file():
             raise SourceError(f"cannot read {path}: no such file")
         self.path, self.job = path, job
+        self.fields = job.lytics_fields()
         self.format = detect_format(path)
 
     def describe(self) -> str:
@@ -67,7 +68,7 @@ class FileSource:
         records = self._jsonl() if self.format == "jsonl" else self._csv()
         for number, profile in enumerate(records, start=1):
             if number > skip:
-                yield Member(keep_fields(self.job, profile), audience_for(self.job, profile),
+                yield Member(keep_fields(self.fields, profile), audience_for(self.job, profile),
                              {"record": number})
 
     def _jsonl(self) -> Iterator[dict[str, Any]]:

@@ -105,7 +105,7 @@ class Producer:
         opened = time.monotonic()
         position = self.cursor.position
         for member in self.source.members(self.cursor.position):
-            buffer.append(member.event(self.ts_ns).to_wire())
+            buffer.append(member.wire(self.ts_ns))
             position = member.position
             if len(buffer) < self.chunk_size:
                 continue

@@ -33,6 +33,7 @@ class ScanSource:
                  session: requests.Session | None = None, max_attempts: int = 8,
                  sleep: Callable[[float], None] = time.sleep, timeout: float = 30.0) -> None:
         self.job, self.base_url, self.token = job, base_url.rstrip("/"), token
+        self.fields = job.lytics_fields()
         self.session = session or requests.Session()
         self.max_attempts, self.sleep, self.timeout = max_attempts, sleep, timeout
         self.totals: dict[int, int] = {}
@@ -59,7 +60,7 @@ class ScanSource:
             data = body.get("data") or []
             for i, profile in enumerate(data):
                 if i >= skip and isinstance(profile, dict):
-                    yield Member(keep_fields(self.job, profile), audience,
+                    yield Member(keep_fields(self.fields, profile), audience,
                                  {"audience": index, "start": start, "skip": i + 1})
             start, skip = str(body.get("_next") or ""), 0
             if not start or not data:
@@ -67,7 +68,7 @@ class ScanSource:
 
     def page(self, audience: str, start: str) -> dict[str, Any]:
         """One page, retried on 429/5xx/connection errors; SourceError otherwise."""
-        params = {"limit": PAGE, "fields": ",".join((*self.job.lytics_fields(), "segments"))}
+        params = {"limit": PAGE, "fields": ",".join((*self.fields, "segments"))}
         if start:
             params["start"] = start
         url = f"{self.base_url}/api/segment/{audience}/scan"
