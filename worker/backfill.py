@@ -19,7 +19,7 @@ import redis
 from worker import engine, runtime
 from worker.counters import counters_key
 from worker.deadletter import DeadLetterStore
-from worker.events import AudienceEvent
+from worker.events import AudienceEvent, events_from_json
 from worker.flush import FlushContext, Flusher
 from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore
@@ -67,7 +67,7 @@ class RunStore:
 
     def load_chunk(self, n: int) -> list[AudienceEvent] | None:
         raw = self.redis.get(self.chunk_key(n))
-        return None if raw is None else [AudienceEvent.from_wire(w) for w in orjson.loads(raw)]
+        return None if raw is None else events_from_json(raw)
 
     def stored_result(self, n: int) -> dict[str, Any] | None:
         raw = self.redis.hget(f"{self.key}:results", str(n))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class Action(StrEnum):
@@ -43,3 +43,11 @@ class AudienceEvent(BaseModel):
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> AudienceEvent:
         return cls.model_validate(raw)
+
+
+_EVENT_LIST = TypeAdapter(list[AudienceEvent])
+
+
+def events_from_json(raw: bytes | str) -> list[AudienceEvent]:
+    """A JSON array of wire events, parsed and validated in one pass (a backfill chunk)."""
+    return _EVENT_LIST.validate_json(raw)

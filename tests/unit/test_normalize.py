@@ -73,6 +73,36 @@ class TestNormalizeEmail:
         assert normalize_email(f"{pad}{email.upper()}{pad}") == normalize_email(email)
 
 
+    @given(
+        st.one_of(
+            st.emails(),
+            st.text(alphabet="aZ09.-_+@' \t", max_size=70),
+            st.from_regex(r"[a-z0-9.-]{1,70}@[a-z0-9.-]{1,70}", fullmatch=True),
+        )
+    )
+    def test_one_pattern_agrees_with_the_rules_one_by_one(self, raw: str) -> None:
+        """The single compiled pattern accepts exactly what the written-out rules accept."""
+        assert normalize_email(raw) == _email_by_the_rules(raw)
+
+
+_ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+
+
+def _email_by_the_rules(raw: str) -> str | None:
+    """The rules in the module docstring, one at a time: the specification of normalize_email."""
+    email = raw.strip().lower()
+    if len(email) > 254 or email.count("@") != 1:
+        return None
+    local, _, domain = email.partition("@")
+    if len(local) > 64 or not re.fullmatch(rf"{_ATEXT}(?:\.{_ATEXT})*", local):
+        return None
+    labels = domain.split(".")
+    label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    if len(labels) < 2 or not all(re.fullmatch(label, part) for part in labels):
+        return None
+    return email if re.fullmatch(r"[a-z0-9-]*[a-z][a-z0-9-]*", labels[-1]) else None
+
+
 class TestNormalizePhone:
     @pytest.mark.parametrize(
         ("raw", "expected"),

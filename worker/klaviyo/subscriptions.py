@@ -27,10 +27,8 @@ class SubscribeProfile:
     consented_at: datetime | None = None
 
 
-def _consent(profile: SubscribeProfile, index: int, historical_import: bool) -> dict[str, Any]:
-    marketing: dict[str, Any] = {"consent": CONSENT}
-    if not historical_import:
-        return marketing
+def _historical_consent(profile: SubscribeProfile, index: int) -> dict[str, Any]:
+    """Consent with the past, timezone-aware time it was given (historical imports)."""
     when = profile.consented_at
     if when is None or when.tzinfo is None:
         raise ValueError(
@@ -38,8 +36,7 @@ def _consent(profile: SubscribeProfile, index: int, historical_import: bool) -> 
         )
     if when > datetime.now(UTC):
         raise ValueError(f"consented_at must be in the past (profile {index})")
-    marketing["consented_at"] = when.isoformat()
-    return marketing
+    return {"consent": CONSENT, "consented_at": when.isoformat()}
 
 
 def subscribe_body(
@@ -50,12 +47,17 @@ def subscribe_body(
     custom_source: str | None = None,
 ) -> dict[str, Any]:
     """The ``bulk_subscribe_profiles`` request body; ValueError on missing consent times."""
+    subscribed = {"consent": CONSENT}  # the same for every profile unless importing history
     items = [
         {
             "type": "profile",
             "attributes": {
                 "email": p.email,
-                "subscriptions": {"email": {"marketing": _consent(p, i, historical_import)}},
+                "subscriptions": {
+                    "email": {
+                        "marketing": _historical_consent(p, i) if historical_import else subscribed
+                    }
+                },
             },
         }
         for i, p in enumerate(profiles)
