@@ -157,19 +157,20 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
     state = DesiredState(runtime.redis_client(), runtime.job_keys(job_id))
     marks, omitted, dropped = to_marks(job, events)
     now = int(time.time() * 1000)
-    state.record(marks, now)
-    emails = list(dict.fromkeys(m.email for m in marks))
+    emails = len(dict.fromkeys(m.email for m in marks))
     job_state = JobStateStore(state.redis, state.keys).get()
     if job_state.can_call and job_state.list_id:
-        list_id = job_state.list_id
         lease_ms = int(load_settings().lease_seconds * 1000)
-        claimed = state.claim_users(emails, now, lease_ms)
-        outcome = Flusher(flush_context(job, list_id, state, schedule_poll)).run(claimed)
+        _changed, claimed = state.record_and_claim(marks, now, lease_ms)
+        context = flush_context(job, job_state.list_id, state, schedule_poll)
+        outcome = Flusher(context).run(claimed)
         if outcome.again_in is not None and not outcome.transient and not outcome.stopped:
             return ChunkOutcome(None, outcome.again_in)
+    else:
+        state.record(marks, now)  # the job cannot call Klaviyo now: its flushes catch up later
     if state.pending_count():
         engine.request_flush(job_id, state, schedule_flush)
-    result = {"n": n, "profiles": len(events), "exported": len(emails), "omitted": dict(omitted)}
+    result = {"n": n, "profiles": len(events), "exported": emails, "omitted": dict(omitted)}
     deltas = {f"omitted:{r}": c for r, c in omitted.items()}
     deltas.update({f"dropped:{r}": c for r, c in dropped.items()})
     return ChunkOutcome(store.commit(n, result, deltas))

@@ -8,6 +8,8 @@ Lua scripts (``worker/lua/``) keep every change atomic:
 - ``claim``: move up to N pending users into ``inflight`` under a lease, skipping
   users another flusher holds or whose subscription is still settling; expired
   leases (a worker that died) go back to pending first.
+- ``record_claim``: a backfill chunk's ``record`` and the claim of its own users in one
+  step, so they go from their event straight to a lease without a trip through pending.
 - ``release``: record what Klaviyo was told (``applied``), count transitions once,
   and hand back users to retry.
 
@@ -37,9 +39,9 @@ def _script(*names: str) -> str:
     return "\n".join((_LUA / f"{name}.lua").read_text(encoding="utf-8") for name in names)
 
 
-_RECORD = _script("split", "record")
+_RECORD = _script("split", "mark", "record")
+_RECORD_CLAIM = _script("split", "mark", "describe", "record_claim")
 _CLAIM = _script("split", "describe", "claim")
-_CLAIM_USERS = _script("split", "describe", "claim_users")
 _RELEASE = _script("split", "release")
 _EXTEND = _script("split", "extend")
 
@@ -92,22 +94,30 @@ class DesiredState:
         self._record = client.register_script(_RECORD)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
-        self._claim_users = client.register_script(_CLAIM_USERS)
         self._extend = client.register_script(_EXTEND)
+        self._record_claim = client.register_script(_RECORD_CLAIM)
 
     def record(self, marks: Sequence[Mark], now_ms: int) -> int:
         """Apply ``marks`` atomically; return how many users became pending."""
         if not marks:
             return 0
-        items: list[str] = []
-        for m in marks:
-            fields = (
-                orjson.dumps(m.attributes, option=orjson.OPT_SORT_KEYS).decode()
-                if m.attributes
-                else ""
-            )
-            items += [m.email, m.audience, m.action, pad_ts(m.ts_ns), fields]
-        return int(self._record(args=[self.keys.base, now_ms, SEP.join(items)]))
+        return int(self._record(args=[self.keys.base, now_ms, _mark_items(marks)]))
+
+    def record_and_claim(
+        self, marks: Sequence[Mark], now_ms: int, lease_ms: int
+    ) -> tuple[int, list[Desired]]:
+        """``record``, then claim the marks' own users, atomically (backfill chunks).
+
+        Returns how many users changed, and those of the marks' users (changed now or pending
+        before) that nobody holds and that are not settling, claimed under a lease with their
+        state; the others stay pending for the flusher that holds them.
+        """
+        if not marks:
+            return 0, []
+        described, changed = self._record_claim(
+            args=[self.keys.base, now_ms, now_ms + lease_ms, _mark_items(marks)]
+        )
+        return int(changed), _described(described)
 
     def claim(self, now_ms: int, lease_ms: int, max_n: int) -> tuple[list[Desired], int]:
         """Claim up to ``max_n`` users with their desired state, and when a skipped one frees up."""
@@ -115,14 +125,6 @@ class DesiredState:
             args=[self.keys.base, now_ms, now_ms + lease_ms, max_n, max_n * 2]
         )
         return _described(described), int(blocked)
-
-    def claim_users(self, emails: Sequence[str], now_ms: int, lease_ms: int) -> list[Desired]:
-        """Claim exactly these users when they are pending and nobody holds them (backfill)."""
-        if not emails:
-            return []
-        return _described(
-            self._claim_users(args=[self.keys.base, now_ms, now_ms + lease_ms, SEP.join(emails)])
-        )
 
     def read(self, emails: Sequence[str]) -> list[Desired]:
         """The desired state of users without claiming them (status, tests)."""
@@ -155,6 +157,19 @@ class DesiredState:
 
     def inflight_count(self) -> int:
         return int(self.redis.zcard(self.keys.inflight))
+
+
+def _mark_items(marks: Sequence[Mark]) -> str:
+    """The record scripts' one argument: email, audience, action, timestamp, fields per mark."""
+    items: list[str] = []
+    for m in marks:
+        fields = (
+            orjson.dumps(m.attributes, option=orjson.OPT_SORT_KEYS).decode()
+            if m.attributes
+            else ""
+        )
+        items += [m.email, m.audience, m.action, pad_ts(m.ts_ns), fields]
+    return SEP.join(items)
 
 
 def _text(value: bytes | str | None) -> str:

@@ -126,3 +126,71 @@ class TestClaim:
         state.release([("a@x.io", "in|")], now_ms=12)
         state.release([("a@x.io", FORGET)], now_ms=13)
         assert redis_client.hget("p:job:job:counters", "added") == "1"
+
+
+class TestRecordAndClaim:
+    """A backfill chunk records its events and claims its own users in one step."""
+
+    def test_new_users_go_straight_to_a_lease(self, redis_client: redis.Redis) -> None:
+        """Changed users come back claimed with their state; nobody is left pending."""
+        state = DesiredState(redis_client, JobKeys("p", "job"))
+        chunk = [Mark(e, "a", "E", 1, {"first_name": "Ann"}) for e in EMAILS[:5]]
+        changed, claimed = state.record_and_claim(chunk, now_ms=1000, lease_ms=500)
+        assert changed == 5 and emails(claimed) == set(EMAILS[:5])
+        assert all(u.member and u.attributes == {"first_name": "Ann"} for u in claimed)
+        assert state.pending_count() == 0 and state.inflight_count() == 5
+
+    def test_a_held_or_settling_user_stays_pending(self, redis_client: redis.Redis) -> None:
+        """A user another flusher holds, or whose subscribe settles, is recorded, not claimed."""
+        state = DesiredState(redis_client, JobKeys("p", "job"))
+        state.record([Mark("held@x.io", "a", "E", 1, None)], now_ms=1)
+        state.claim(now_ms=10, lease_ms=5000, max_n=10)  # another flusher holds it
+        redis_client.zadd(state.keys.settling, {"settling@x.io": 9000})
+        chunk = [Mark("held@x.io", "a", "X", 2, None), Mark("settling@x.io", "a", "E", 2, None)]
+        changed, claimed = state.record_and_claim(chunk, now_ms=20, lease_ms=500)
+        assert changed == 2 and claimed == []
+        assert state.pending_count() == 2
+        assert not state.read(["held@x.io"])[0].member
+
+    def test_a_redelivered_chunk_claims_only_users_still_pending(
+        self, redis_client: redis.Redis
+    ) -> None:
+        """Recorded again, a chunk changes nothing, and claims just the users handed back."""
+        state = DesiredState(redis_client, JobKeys("p", "job"))
+        chunk = [Mark(e, "a", "E", 1, None) for e in EMAILS[:3]]
+        state.record_and_claim(chunk, now_ms=10, lease_ms=500)
+        state.release([(EMAILS[0], "in|"), (EMAILS[1], "in|"), (EMAILS[2], "retry")], now_ms=11)
+        changed, again = state.record_and_claim(chunk, now_ms=12, lease_ms=500)
+        assert changed == 0 and emails(again) == {EMAILS[2]}
+
+    def test_users_of_a_dead_flusher_are_claimed_again(self, redis_client: redis.Redis) -> None:
+        """A chunk redelivered after its worker died takes back its users once the lease ends."""
+        state = DesiredState(redis_client, JobKeys("p", "job"))
+        chunk = [Mark(e, "a", "E", 1, None) for e in EMAILS[:3]]
+        state.record_and_claim(chunk, now_ms=10, lease_ms=500)  # the worker dies holding them
+        _, too_soon = state.record_and_claim(chunk, now_ms=400, lease_ms=500)
+        _, after = state.record_and_claim(chunk, now_ms=600, lease_ms=500)
+        assert too_soon == [] and emails(after) == set(EMAILS[:3])
+        assert all(u.member and u.applied is None for u in after)
+
+    @settings(
+        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(history=marks, seed=st.integers(0, 2**32 - 1))
+    def test_membership_is_the_same_as_record(
+        self, redis_url: str, history: list[Mark], seed: int
+    ) -> None:
+        """Batches recorded with or without the claim end in the same members."""
+        client = redis.Redis.from_url(redis_url)
+        client.flushall()
+        state = DesiredState(client, JobKeys("p", "job"))
+        rng = random.Random(seed)
+        delivered = history + rng.sample(history, k=len(history) // 3)
+        rng.shuffle(delivered)
+        for start in range(0, len(delivered), 17):
+            batch = delivered[start : start + 17]
+            if rng.random() < 0.5:
+                state.record(batch, now_ms=1)
+            else:
+                state.record_and_claim(batch, now_ms=1, lease_ms=1)
+        assert members(state) == expected_members(history)

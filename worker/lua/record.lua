@@ -2,38 +2,8 @@ local base, now = ARGV[1], ARGV[2]
 local items = split(ARGV[3])
 local changed = 0
 for i = 1, #items, 5 do
-  local email, aud, act, ts, fjson = items[i], items[i+1], items[i+2], items[i+3], items[i+4]
-  local ukey = base .. ':u:' .. email
-  local dirty = false
-  if act ~= 'C' then
-    local cur = redis.call('HGET', ukey, aud)
-    local newer = true
-    if cur then
-      local cts = string.sub(cur, 3)
-      if ts < cts then newer = false
-      elseif ts == cts then newer = (act == 'X' and string.sub(cur, 1, 1) == 'E') end
-    end
-    if newer then
-      redis.call('HSET', ukey, aud, act .. ':' .. ts)
-      dirty = (not cur) or string.sub(cur, 1, 1) ~= act
-    end
-  end
-  local member = act == 'E'
-  if act == 'C' then
-    for _, v in ipairs(redis.call('HVALS', ukey)) do
-      if string.sub(v, 1, 1) == 'E' then member = true end
-    end
-  end
-  if fjson ~= '' and member then
-    local fkey = base .. ':f:' .. email
-    local cur = redis.call('GET', fkey)
-    if (not cur) or string.sub(cur, 1, 20) < ts then
-      if (not cur) or string.sub(cur, 22) ~= fjson then dirty = true end
-      redis.call('SET', fkey, ts .. '|' .. fjson)
-    end
-  end
-  if dirty then
-    redis.call('ZADD', base .. ':pending', 'NX', now, email)
+  if apply_mark(base, items[i], items[i+1], items[i+2], items[i+3], items[i+4]) then
+    redis.call('ZADD', base .. ':pending', 'NX', now, items[i])
     changed = changed + 1
   end
 end
