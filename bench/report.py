@@ -125,8 +125,10 @@ def markdown(
         "and 750/min x 1,000, force add through bulk import 10/s and 150/min x 10,000. Over whole "
         "minutes this is 750,000 and 1,500,000 profiles/min. Each (c) run starts as a minute "
         "window opens, so a run of k x 750 subscribe calls that keeps up with Klaviyo ends inside "
-        "its k-th window and scores 100%; a run that spills into one more window is charged that "
-        "whole window. 1,500,000 profiles is two windows of subscribes, or one of force adds.",
+        "its k-th window and scores 100%; a run that spills into one more window is charged what "
+        "that window's burst limit admits in the seconds it touches (75 subscribe calls or 10 "
+        "bulk imports a second, up to the whole window). 1,500,000 profiles is two windows of "
+        "subscribes, or one of force adds.",
         "",
         "| run | profiles/min | ceiling for the run (profiles/min) | % of ceiling | time for "
         f"{n:,} | "
