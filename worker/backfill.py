@@ -157,7 +157,7 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
     state = DesiredState(runtime.redis_client(), runtime.job_keys(job_id))
     marks, omitted, dropped = to_marks(job, events)
     now = int(time.time() * 1000)
-    emails = len(dict.fromkeys(m.email for m in marks))
+    exported = len(dict.fromkeys(m.email for m in marks))
     job_state = JobStateStore(state.redis, state.keys).get()
     if job_state.can_call and job_state.list_id:
         lease_ms = int(load_settings().lease_seconds * 1000)
@@ -170,7 +170,7 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
         state.record(marks, now)  # the job cannot call Klaviyo now: its flushes catch up later
     if state.pending_count():
         engine.request_flush(job_id, state, schedule_flush)
-    result = {"n": n, "profiles": len(events), "exported": emails, "omitted": dict(omitted)}
+    result = {"n": n, "profiles": len(events), "exported": exported, "omitted": dict(omitted)}
     deltas = {f"omitted:{r}": c for r, c in omitted.items()}
     deltas.update({f"dropped:{r}": c for r, c in dropped.items()})
     return ChunkOutcome(store.commit(n, result, deltas))

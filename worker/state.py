@@ -105,9 +105,10 @@ class DesiredState:
     ) -> tuple[int, list[Desired]]:
         """``record``, then claim the marks' own users, atomically (backfill chunks).
 
-        Returns how many users changed, and those of the marks' users (changed now or pending
-        before) that nobody holds and that are not settling, claimed under a lease with their
-        state; the others stay pending for the flusher that holds them.
+        Returns how many users changed, and those of the marks' users that need a flush
+        (changed now, pending before, or held under a lease that expired) and that nobody
+        holds and are not settling, claimed under a lease with their state; the others stay
+        pending for the flusher that holds them.
         """
         if not marks:
             return 0, []

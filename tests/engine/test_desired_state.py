@@ -39,6 +39,19 @@ def expected_members(history: list[Mark]) -> set[str]:
     return {email for (email, _), (_, is_exit) in latest.items() if not is_exit}
 
 
+def shuffled_batches(history: list[Mark], rng: random.Random) -> list[list[Mark]]:
+    """The history with a third of it again, shuffled, in batches of 17."""
+    delivered = history + rng.sample(history, k=len(history) // 3)
+    rng.shuffle(delivered)
+    return [delivered[start : start + 17] for start in range(0, len(delivered), 17)]
+
+
+def fresh_state(redis_url: str) -> DesiredState:
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    return DesiredState(client, JobKeys("p", "job"))
+
+
 def emails(users: list[Desired]) -> set[str]:
     return {u.email for u in users}
 
@@ -57,16 +70,11 @@ class TestRecord:
         self, redis_url: str, history: list[Mark], seed: int
     ) -> None:
         """Shuffled, duplicated and late events end in the membership the newest events say."""
-        # given a history delivered shuffled with duplicates, in random batches
-        client = redis.Redis.from_url(redis_url)
-        client.flushall()
-        state = DesiredState(client, JobKeys("p", "job"))
-        rng = random.Random(seed)
-        delivered = history + rng.sample(history, k=len(history) // 3)
-        rng.shuffle(delivered)
+        # given a history delivered shuffled with duplicates, in batches
+        state = fresh_state(redis_url)
         # when
-        for start in range(0, len(delivered), 17):
-            state.record(delivered[start : start + 17], now_ms=1)
+        for batch in shuffled_batches(history, random.Random(seed)):
+            state.record(batch, now_ms=1)
         # then
         assert members(state) == expected_members(history)
 
@@ -181,14 +189,9 @@ class TestRecordAndClaim:
         self, redis_url: str, history: list[Mark], seed: int
     ) -> None:
         """Batches recorded with or without the claim end in the same members."""
-        client = redis.Redis.from_url(redis_url)
-        client.flushall()
-        state = DesiredState(client, JobKeys("p", "job"))
+        state = fresh_state(redis_url)
         rng = random.Random(seed)
-        delivered = history + rng.sample(history, k=len(history) // 3)
-        rng.shuffle(delivered)
-        for start in range(0, len(delivered), 17):
-            batch = delivered[start : start + 17]
+        for batch in shuffled_batches(history, rng):
             if rng.random() < 0.5:
                 state.record(batch, now_ms=1)
             else:
