@@ -55,13 +55,16 @@ class FileSource:
             raise SourceError(f"cannot read {path}: no such file")
         self.path, self.job = path, job
         self.fields = job.lytics_fields()
+        self._total: int | None = None
         self.format = detect_format(path)
 
     def describe(self) -> str:
         return f"file:{self.path.resolve()}"
 
     def total(self) -> int | None:
-        return count_records(self.path)
+        if self._total is None:  # asked at every checkpoint: count the file once
+            self._total = count_records(self.path)
+        return self._total
 
     def members(self, position: dict[str, Any]) -> Iterator[Member]:
         skip = int(position.get("record", 0))

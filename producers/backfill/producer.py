@@ -4,7 +4,8 @@ Each chunk (the mode's bulk cap: 1,000 to subscribe, 10,000 to force-add) is wri
 Redis as wire events; messages carry only ``(job, run, n)``. Chunks go out in segments: one
 flat chord of up to ``segment_chunks`` chunk tasks and a ``backfill.segment`` body, sent as
 soon as the segment is full (or ``segment_seconds`` old), so workers start while the source
-is still being read. After each segment the checkpoint records where the source resumes.
+is still being read; the first segments hold 1, 2, 4, ... chunks, so the first chunk goes out
+as soon as it is written. After each segment the checkpoint records where the source resumes.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class Producer:
             segment.append(self._save(buffer))
             buffer = []
             aged = time.monotonic() - opened > self.segment_seconds
-            if len(segment) >= self.segment_chunks or aged:
+            if len(segment) >= self._segment_target() or aged:
                 self._dispatch(segment, position)
                 segment, opened = [], time.monotonic()
         if buffer:
@@ -122,6 +123,10 @@ class Producer:
         self.redis.hset(self.store.key, "dispatch_done", 1)
         self.store.try_finalize()
         return self.store
+
+    def _segment_target(self) -> int:
+        """Chunks per segment: 1, 2, 4, ... up to ``segment_chunks``, so workers start at once."""
+        return min(self.segment_chunks, 1 << min(self.cursor.segment, 16))
 
     def _save(self, wires: list[dict[str, Any]]) -> int:
         n = self.cursor.chunk

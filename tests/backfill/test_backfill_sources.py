@@ -79,3 +79,13 @@ def test_lytics_scan_of_every_selected_audience(bf: Stack) -> None:
     assert info["status"] == "finished" and int(info["profiles"]) == len(vip) + len(buyers)
     assert int(bf.counters("bf")["added"]) == len(valid)
     assert throttled(bf) == 0 and subscribe_calls(bf) <= 1.05 * N / 1000
+
+
+def test_the_first_chunks_go_out_in_growing_segments(stack: Stack, tmp_path: Path) -> None:
+    """Segments of 1, 2, 4, 8 chunks: the first chunk is queued as soon as it is read."""
+    stack.write_jobs({"id": "bf", "audiences": ["vip"], "new_list_name": "Backfill"})
+    rows, _valid, _bad = members(15_000)
+    run_start(stack, "bf", "--from-file", str(write_jsonl(tmp_path / "m.jsonl", rows)))
+    info = run_info(stack, "bf")
+    assert (int(info["dispatched"]), int(info["segments"])) == (15, 4)
+    assert int(info["total"]) == 15_000
