@@ -31,6 +31,13 @@ def chunks(
     users: Sequence[Desired], record: Callable[[Desired], dict[str, object]]
 ) -> Iterator[list[Desired]]:
     """Split users into bulk imports under both the count and the size cap."""
+    if not users:
+        return
+    if len(users) <= MAX_PROFILES:  # the usual case, sized in one pass: one import
+        size = len(orjson.dumps([record(u) for u in users])) + 64 * len(users)
+        if size <= MAX_BYTES:
+            yield list(users)
+            return
     chunk: list[Desired] = []
     size = 0
     for user in users:
