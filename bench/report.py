@@ -161,6 +161,15 @@ def markdown(
         f"process used {facts['sandbox_cpu']:,.0f} CPU seconds over the whole benchmark."
     )
     out.append("")
+    short = [r for r in rows if r.get("cpu") and r["ratio"] < 0.9]
+    for r in short:
+        fit = r["ceiling_per_min"] * r["seconds"] / 60
+        out += [
+            f"{r['label']} took {r['seconds']:.1f} s, longer than the minute windows its calls "
+            f"need: the windows it touched would have admitted {fit:,.0f} profiles in that "
+            f"time, hence {r['ratio']:.1%}.",
+            "",
+        ]
     engine_rows = [r for r in rows if r.get("cpu")]
     if engine_rows:
         out += [
