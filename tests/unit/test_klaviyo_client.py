@@ -20,7 +20,6 @@ from worker.klaviyo.client import (
     KlaviyoClient,
     client_for,
     from_settings,
-    parse_retry_after,
     reset_clients,
 )
 from worker.klaviyo.errors import (
@@ -32,6 +31,7 @@ from worker.klaviyo.errors import (
     RateLimited,
     TransientError,
 )
+from worker.klaviyo.statuses import parse_retry_after
 from worker.settings import load_settings
 
 KEY = "pk_secret_0123456789abcdef"

@@ -1,22 +1,20 @@
-"""One configured HTTP session per Klaviyo key, and one table from status to action.
+"""One configured HTTP session per Klaviyo key.
 
 :class:`KlaviyoClient` sends one request per :meth:`KlaviyoClient.call` and turns the
-answer into a :class:`KlaviyoResponse` or into an exception from
-:mod:`worker.klaviyo.errors`. It never sleeps and never retries: callers decide
-from the exception's type. Batches over an operation's caps are refused before
-anything is sent. Neither the key nor an unmasked email ever reaches a message.
+answer into a :class:`KlaviyoResponse` or into the exception that
+:mod:`worker.klaviyo.statuses` (the one table from status to action) names. It never
+sleeps and never retries: callers decide from the exception's type. Batches over an
+operation's caps are refused before anything is sent. Neither the key nor an unmasked
+email ever reaches a message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from importlib import metadata
 from typing import Any, Required, TypedDict, Unpack
 from urllib.parse import quote
@@ -25,18 +23,10 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from worker.klaviyo.errors import (
-    AuthError,
-    InvalidRequest,
-    KlaviyoError,
-    NotFound,
-    Problem,
-    RateLimited,
-    TransientError,
-    redact,
-)
+from worker.klaviyo.errors import TransientError
 from worker.klaviyo.operations import Operation
 from worker.klaviyo.spec import check_caps
+from worker.klaviyo.statuses import refusal
 from worker.settings import load_settings
 
 JSON_API = "application/vnd.api+json"
@@ -64,78 +54,6 @@ class KlaviyoResponse:
 def fingerprint(api_key: str) -> str:
     """The non-secret account fingerprint: the first 12 hex digits of SHA-256 of the key."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:12]
-
-
-_SECONDS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*")
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP-date; else None."""
-    if value is None:
-        return None
-    if match := _SECONDS.fullmatch(value):
-        return float(match.group(1))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _problems(document: dict[str, Any] | None, status: int) -> tuple[Problem, ...]:
-    errors = document.get("errors") if isinstance(document, dict) else None
-    if not isinstance(errors, list):
-        return ()
-    return tuple(Problem.from_json(e, status) for e in errors if isinstance(e, dict))
-
-
-def _message(op: Operation, status: int, problems: tuple[Problem, ...]) -> str:
-    head = f"{op.name} ({op.method} {op.path}) answered HTTP {status}"
-    first = problems[0] if problems else None
-    said = f": {first.title}: {first.detail}" if first else ""
-    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-    return redact(f"{head}{said}{more}")
-
-
-# A factory turns (message, status, headers, problems) into the exception to raise.
-_Factory = Callable[[str, int, Mapping[str, str], tuple[Problem, ...]], KlaviyoError]
-
-
-def _retriable(kind: type[RateLimited | TransientError]) -> _Factory:
-    return lambda msg, status, headers, _: kind(
-        msg, status, retry_after=parse_retry_after(headers.get("Retry-After"))
-    )
-
-
-def _fatal(kind: type[AuthError | InvalidRequest | NotFound]) -> _Factory:
-    return lambda msg, status, _, problems: kind(msg, status, problems=problems)
-
-
-# THE table from status (or status class) to action. Exact statuses win over classes;
-# a class not listed (1xx, 6xx+) is treated like 5xx.
-ACTIONS: dict[int | str, _Factory | None] = {
-    "2xx": None,  # success: return the response
-    "3xx": _retriable(TransientError),  # redirects are not followed: a proxy or a wrong base URL
-    400: _fatal(InvalidRequest),  # bad body: problems name the items
-    401: _fatal(AuthError),  # wrong or revoked key: stop the job, tell a person
-    403: _fatal(AuthError),  # key lacks a scope: same
-    404: _fatal(NotFound),  # list or job does not exist
-    408: _retriable(TransientError),  # request timeout: send it again later
-    409: _fatal(InvalidRequest),  # conflict (duplicate list name, ...)
-    422: _fatal(InvalidRequest),  # well-formed but refused
-    429: _retriable(RateLimited),  # over burst or steady window: honour Retry-After
-    "4xx": _fatal(InvalidRequest),  # any other 4xx: the request itself is wrong
-    "5xx": _retriable(TransientError),  # Klaviyo is down or overloaded: try later
-}
-
-
-def action_for(status: int) -> _Factory | None:
-    """The table row for ``status``: its exact entry, else its class's, else the 5xx row."""
-    if status in ACTIONS:
-        return ACTIONS[status]
-    return ACTIONS.get(f"{status // 100}xx", ACTIONS["5xx"])
 
 
 _TRANSPORT_ERRORS = (
@@ -205,11 +123,9 @@ class KlaviyoClient:
         check_caps(op, body, data, params)
         response = self._send(op, _url(self.base_url, op, path), params, data)
         document = _document(op, response)
-        factory = action_for(response.status_code)
-        if factory is not None:
-            problems = _problems(document, response.status_code)
-            message = _message(op, response.status_code, problems)
-            raise factory(message, response.status_code, response.headers, problems)
+        error = refusal(op, response.status_code, document, response.headers)
+        if error is not None:
+            raise error
         return KlaviyoResponse(response.status_code, document, response.headers)
 
     def _send(
