@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines, ceiling, engine, report
+from bench import latency as latency_probe
 from bench.stack import ROOT, Redis, Sandbox, TreeSampler, stop
 
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"real-time latency: 1,000 events/s for {args.latency_seconds:.0f}s, 4 workers",
                 flush=True,
             )
-            latency = engine.run_latency(
+            latency = latency_probe.run_latency(
                 workdir, rds, sandbox, concurrency=4, seconds=args.latency_seconds
             )
             print("   ", latency, flush=True)

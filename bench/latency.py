@@ -1,0 +1,131 @@
+"""Real-time latency: seconds from the webhook's 202 to the user's appearance in the list."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+from bench.engine import AUDIENCE, EngineStack
+from bench.stack import ROOT, Redis, Sandbox, free_port, stop, wait_until
+
+
+def run_latency(
+    workdir: Path,
+    rds: Redis,
+    sandbox: Sandbox,
+    *,
+    concurrency: int,
+    seconds: float,
+    per_post: int = 100,
+    every: float = 0.1,
+) -> dict[str, Any]:
+    """Webhook acceptance → correct list, at ``per_post / every`` events a second."""
+    stack = EngineStack(workdir, rds, sandbox, force_add=False, concurrency=concurrency)
+    port = free_port()
+    hook: subprocess.Popen[bytes] | None = None
+    try:
+        stack.start()
+        log = open(workdir / f"webhook-{stack.tag}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        hook = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "producers.cli",
+                "webhook",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--insecure-no-auth",
+            ],
+            cwd=ROOT,
+            env=stack.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}/webhooks/lytics/{stack.job}"
+
+        def up() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(up, 30, "the webhook receiver")
+        session = requests.Session()
+        # Warm-up: one user, so list bootstrap is not part of the latency.
+        session.post(
+            url, data=orjson.dumps([lytics_body("warm@bench.example")]), timeout=10
+        ).raise_for_status()
+        list_id = stack.list_id()
+        wait_until(
+            lambda: "warm@bench.example" in sandbox.list_emails(list_id), 120, "the warm-up user"
+        )
+        accepted: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        stop_polling = threading.Event()
+
+        def poll() -> None:
+            while not stop_polling.is_set():
+                now = time.time()
+                for e in sandbox.list_emails(list_id):
+                    seen.setdefault(e, now)
+                time.sleep(0.1)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        posts, refused, n = int(seconds / every), 0, 0
+        begin = time.time()
+        for p in range(posts):
+            time.sleep(max(0.0, begin + p * every - time.time()))
+            emails = [f"rt{n + i}@bench.example" for i in range(per_post)]
+            n += per_post
+            resp = session.post(
+                url, data=orjson.dumps([lytics_body(e) for e in emails]), timeout=10
+            )
+            if resp.status_code != 202:
+                refused += 1
+                continue
+            now = time.time()
+            accepted.update(dict.fromkeys(emails, now))
+        rate = n / (time.time() - begin)
+        wait_until(
+            lambda: set(accepted) <= set(seen),
+            300,
+            "every real-time user in the list",
+            interval=0.2,
+        )
+        stop_polling.set()
+        poller.join(5)
+        lat = sorted(seen[e] - t for e, t in accepted.items())
+        return {
+            "events": len(accepted),
+            "rate": rate,
+            "refused_posts": refused,
+            "p50": lat[len(lat) // 2],
+            "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+            "max": lat[-1],
+        }
+    finally:
+        stop(hook)
+        stack.stop()
+
+
+def lytics_body(address: str) -> dict[str, Any]:
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+    return {
+        "id": "1",
+        "data": {
+            "email": address,
+            "segment_events": [{"event": "enter", "slug": AUDIENCE, "enter": ts}],
+        },
+        "meta": {"timestamp": ts},
+    }
