@@ -189,9 +189,31 @@ def main() -> int:
 
 
 def _run(demo: Demo) -> int:
+    """Start everything, backfill, send the live events, and print what the list holds."""
+    from worker.jobs import load_jobs  # noqa: PLC0415 - after the environment is known
+
     profiles = read_profiles(SAMPLE_AUDIENCE)
-    live = json.loads(LIVE_EVENTS.read_text(encoding="utf-8"))
     prefix = demo_prefix(time.time())
+    _start(demo, profiles, prefix)
+    job = load_jobs(JOBS_FILE).get(JOB_ID)
+    backfilled = expected_members(profiles, [], job.audiences)
+    wait_for(lambda: demo.settled(backfilled), SETTLE_TIMEOUT, "the backfill to reach the list",
+             interval=1)
+    print(f"Backfill applied: the list holds {len(backfilled):,} members", flush=True)
+    expected = expected_members(profiles, _send_live_events(demo), job.audiences)
+    matched = True
+    try:
+        wait_for(lambda: demo.settled(expected), SETTLE_TIMEOUT, "the list to match", interval=1)
+    except DemoError as exc:
+        print(f"warning: {exc}", flush=True)
+        matched = False
+    summary = _summary(demo, job.list_name(), len(expected), matched, prefix)
+    print("\n" + "\n".join(format_summary(summary)), flush=True)
+    return 0 if matched else 1
+
+
+def _start(demo: Demo, profiles: list[dict[str, Any]], prefix: str) -> None:
+    """Redis, Klaviyo (or the sandbox), the services, then the backfill."""
     redis_url = start_redis(demo.environ, demo.procs)
     base = {k: v for k, v in demo.environ.items() if not k.startswith("CELERY_")}
     demo.env = {**base, "REDIS_URL": redis_url, "KEY_PREFIX": prefix,
@@ -201,39 +223,30 @@ def _run(demo: Demo) -> int:
     demo.env.update(klaviyo_env)
     demo.start_services()
     demo.run_backfill(profiles)
-    from worker.jobs import load_jobs  # noqa: PLC0415
 
-    job = load_jobs(JOBS_FILE).get(JOB_ID)
-    backfilled = expected_members(profiles, [], job.audiences)
-    wait_for(lambda: demo.settled(backfilled), SETTLE_TIMEOUT, "the backfill to reach the list",
-             interval=1)
-    print(f"Backfill applied: the list holds {len(backfilled):,} members", flush=True)
-    stamp = rfc3339(time.time())
-    events = restamp(live, stamp)
+
+def _send_live_events(demo: Demo) -> list[dict[str, Any]]:
+    """The shipped live events, stamped now, through the webhook; returns what was sent."""
+    events = restamp(json.loads(LIVE_EVENTS.read_text(encoding="utf-8")), rfc3339(time.time()))
     answer = demo.post(events)
     print(f"Live events: {len(events)} bodies posted to the webhook ({answer['accepted']} events "
           "accepted): 3 new users enter, 2 members exit, 1 member leaves one of two audiences",
           flush=True)
-    expected = expected_members(profiles, events, job.audiences)
-    matched = True
-    try:
-        wait_for(lambda: demo.settled(expected), SETTLE_TIMEOUT, "the list to match", interval=1)
-    except DemoError as exc:
-        print(f"warning: {exc}", flush=True)
-        matched = False
+    return events
+
+
+def _summary(demo: Demo, list_name: str, expected: int, matched: bool, prefix: str) -> Summary:
     row = demo.status()
     members = None
     if demo.sandbox_url and row["list_id"]:
         members = len(demo.list_emails(row["list_id"]))
-    summary = Summary(
-        list_id=row["list_id"], list_name=job.list_name(), members=members,
-        expected=len(expected) if demo.sandbox_url else None, matched=matched, status=row,
+    return Summary(
+        list_id=row["list_id"], list_name=list_name, members=members,
+        expected=expected if demo.sandbox_url else None, matched=matched, status=row,
         flower_url=demo.flower_url, webhook_url=demo.webhook_url,
         klaviyo=f"sandbox {demo.sandbox_url}" if demo.sandbox_url
         else demo.env.get("KLAVIYO_BASE_URL", "https://a.klaviyo.com"),
         seconds=time.monotonic() - demo.started, backfill=demo.backfill, prefix=prefix)
-    print("\n" + "\n".join(format_summary(summary)), flush=True)
-    return 0 if matched else 1
 
 
 def _watch(procs: Processes) -> None:
