@@ -191,9 +191,19 @@ class Stack:
         assert isinstance(found, dict)
         return found
 
-    def assert_reconciled(self, job_id: str, *, entered: int | None, members: int) -> None:
-        """Counters agree with what happened: exported + omitted + dead-lettered = input users,
-        and additions minus removals = the members Klaviyo holds."""
+    def assert_reconciled(self, job_id: str, *, entered: int | None, members: int,
+                          timeout: float = 30) -> None:
+        """Once the job is idle, counters agree with what happened: exported + omitted +
+        dead-lettered = input users, and additions minus removals = the members Klaviyo holds.
+
+        Idle means nobody pending or held: a worker killed after Klaviyo accepted a call but
+        before recording it leaves its users held until the lease ends and another flush counts
+        them, so the list can be right a few seconds before the counters are.
+        """
+        r = redis.Redis.from_url(self.redis_url)
+        base = f"{self.prefix}:job:{job_id}"
+        wait_until(lambda: r.zcard(f"{base}:pending") + r.zcard(f"{base}:inflight") == 0,
+                   timeout=timeout, message=f"job {job_id} to have nobody pending or held")
         c = self.counters(job_id)
         omitted = sum(int(v) for k, v in c.items() if k.startswith("omitted:"))
         added, removed, dead = (int(c.get(k, 0)) for k in ("added", "removed", "dead_lettered"))
