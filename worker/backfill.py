@@ -43,10 +43,12 @@ end
 return ARGV[2]
 """
 
-# run hash | finished-at: finalize once, when dispatch is over and every segment reported
+# run hash | finished-at: finalize once, when dispatch is over and every chunk is counted.
+# Chunks, not chord bodies, decide: a worker killed between claiming a chord's callback and
+# publishing it loses that callback for good (Celery's Redis backend), never a chunk's count.
 _FINALIZE = """
-local h = redis.call('HMGET', KEYS[1], 'dispatch_done', 'segments', 'segments_done')
-if h[1] ~= '1' or tonumber(h[2] or '0') ~= tonumber(h[3] or '0') then return 0 end
+local h = redis.call('HMGET', KEYS[1], 'dispatch_done', 'dispatched', 'done')
+if h[1] ~= '1' or tonumber(h[3] or '0') < tonumber(h[2] or '0') then return 0 end
 return redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
 """
 
@@ -88,10 +90,11 @@ class RunStore:
                 counters_key(self.prefix, self.job_id)]
         out = self.redis.register_script(_COMMIT)(keys=keys, args=argv)
         self.redis.delete(self.chunk_key(n))
+        self.try_finalize()
         return dict(orjson.loads(out))
 
     def segment_done(self, seg: int) -> bool:
-        """Count a segment once; True when this call finished the run."""
+        """Count a segment once (progress); True when this call finished the run."""
         if self.redis.sadd(f"{self.key}:segs", seg):
             self.redis.hincrby(self.key, "segments_done", 1)
         return self.try_finalize()

@@ -3,7 +3,9 @@
 ``backfill.chunk`` is a chord header task: it keeps its (tiny, deterministic) result for the
 chord, never raises for a bad chunk (it counts it as failed), and retries itself, without
 limit and without counting a failure, while the limiter throttles. ``backfill.segment``
-is the chord body: it counts the segment and finalizes the run after the last one.
+is the chord body: it counts the segment for progress. The run is finalized by whichever
+step (a chunk's commit, a segment, the producer) first sees dispatch over and every chunk
+counted, so a chord callback lost with a killed worker cannot leave the run unfinished.
 """
 
 from __future__ import annotations
