@@ -61,3 +61,22 @@ def subscribe_calls(stack: Stack) -> int:
 
 def throttled(stack: Stack) -> int:
     return int(stack.admin("GET", "stats")["total"]["throttled"])
+
+
+def omitted_total(info: dict[str, str]) -> int:
+    """Users left out for any reason, from a run's progress hash."""
+    return sum(int(v) for k, v in info.items() if k.startswith("omitted:"))
+
+
+def check_exact_run(stack: Stack, valid: set[str], bad: int, profiles: int,
+                    timeout: float = 60) -> None:
+    """The list holds exactly ``valid``; the run finished and counted every profile once,
+    without a 429 and with about one subscribe call per 1,000 profiles."""
+    stack.wait_for_members("bf", valid, timeout=timeout)
+    info = run_info(stack, "bf")
+    assert info["status"] == "finished" and omitted_total(info) == bad
+    assert int(info["exported"]) == len(valid) and int(info["profiles"]) == profiles
+    assert int(info.get("failed", 0)) == 0
+    assert throttled(stack) == 0, "the limiter must keep every call under Klaviyo's windows"
+    assert subscribe_calls(stack) <= 1.05 * profiles / 1000
+    assert int(stack.counters("bf")["added"]) == len(valid)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.backfill.helpers import members, run_info, run_start, start_cmd, write_jsonl
+from tests.backfill.helpers import (
+    members,
+    omitted_total,
+    run_info,
+    run_start,
+    start_cmd,
+    write_jsonl,
+)
 from tests.conftest import wait_until
 from tests.harness import ROOT, Stack, event
 from worker.events import Action
@@ -32,8 +39,8 @@ def _finished(stack: Stack, timeout: float = 90) -> dict[str, str]:
 
 def _assert_counted_once(stack: Stack, info: dict[str, str], n: int, valid: set[str], bad: int
                          ) -> None:
-    omitted = sum(int(v) for k, v in info.items() if k.startswith("omitted:"))
-    assert (int(info["profiles"]), int(info["exported"]), omitted) == (n, len(valid), bad)
+    assert (int(info["profiles"]), int(info["exported"]), omitted_total(info)) == (
+        n, len(valid), bad)
     assert int(info.get("failed", 0)) == 0
     assert int(stack.counters("bf")["added"]) == len(valid)
 
