@@ -59,6 +59,28 @@ class DeadLetter(BaseModel):
         return list(self.masked().items())
 
 
+def event_letters(
+    events: Sequence[Any], *, reason: str, source: str, detail: str = ""
+) -> builtins.list[DeadLetter]:
+    """One letter per event of a message that could not be recorded, each holding its event.
+
+    The event is kept exactly as it came (un-normalised) so that ``dlq replay`` can record it
+    again through the normal path; an entry that is not even a dict is kept in ``detail``.
+    A message without events still leaves one letter, so that nothing vanishes unseen.
+    """
+    letters = []
+    for raw in events:
+        if isinstance(raw, dict):
+            profile = raw.get("profile")
+            email = profile.get("email") if isinstance(profile, dict) else None
+            letters.append(DeadLetter(email=str(email or ""), reason=reason, source=source,
+                                      event=raw, detail=detail))
+        else:
+            letters.append(DeadLetter(email="", reason=reason, source=source,
+                                      detail=f"{detail} (not an event: {raw!r})".strip()))
+    return letters or [DeadLetter(email="", reason=reason, source=source, detail=detail)]
+
+
 class DeadLetterStore:
     """One job's capped dead-letter list in Redis."""
 
@@ -108,6 +130,14 @@ class DeadLetterStore:
             if raw:
                 self._redis.rpush(self.key, *raw)
             raise
+
+    def put_back(self, letters: Sequence[DeadLetter]) -> None:
+        """Return letters taken by :meth:`take_all` (oldest first) to the end they came from.
+
+        Not counted again: they were counted when they were first dead-lettered.
+        """
+        if letters:
+            self._redis.rpush(self.key, *(letter.model_dump_json() for letter in reversed(letters)))
 
     def purge(self) -> int:
         """Delete every letter; return how many there were."""

@@ -2,7 +2,9 @@
 
 Each check returns :class:`Component` values: a name, ``ok`` (``True``, ``False`` or ``None``
 when it could not be checked, e.g. Klaviyo while the limiter's Redis is down), a one-line detail
-and when it was checked. Nothing here prints a key, a token or an unmasked email.
+and when it was checked. Nothing here prints a key, a token or an unmasked email. The
+``jobs-file`` component fails while the jobs file on disk does not load (processes keep the
+last good one, see :mod:`worker.jobswatch`) and names the error.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -37,6 +40,14 @@ class Component:
 
     def line(self) -> str:
         return f"{self.name}: {self.detail}"
+
+
+def check_jobs_file(path: Path, problem: str | None, count: int) -> Component:
+    """Whether the jobs file on disk is the one in force (a bad edit keeps the last good one)."""
+    if problem is not None:
+        return Component("jobs-file", False,
+                         f"{problem} (running workers and receivers keep the last good file)")
+    return Component("jobs-file", True, f"{count} job(s) from {path}")
 
 
 def check_redis(client: redis.Redis) -> Component:
@@ -145,10 +156,11 @@ def run_checks(
     limiter: RateLimiter | None,
     settings: OpsSettings,
     require_workers: bool = False,
+    jobs_file: Component | None = None,
 ) -> list[Component]:
     """Every check; Redis-backed ones are skipped (not failed twice) when Redis is down."""
     redis_state = check_redis(client)
-    found = [redis_state]
+    found = [redis_state] if jobs_file is None else [jobs_file, redis_state]
     found += check_klaviyo(jobs, limiter if redis_state.ok else None, client_for)
     if not redis_state.ok:
         return found

@@ -60,6 +60,13 @@ class JobsFileError(ConfigurationError):
     """The jobs file is missing, unreadable or describes an impossible job."""
 
 
+class UnknownJobError(KeyError):
+    """The jobs file has no job with this id."""
+
+    def __str__(self) -> str:
+        return f"no job {self.args[0]!r} in the jobs file"
+
+
 def check_klaviyo_field(target: str) -> str:
     """Accept a standard attribute, ``location.<part>`` or ``properties.<name>``."""
     if target in STANDARD_FIELDS - {"email"}:
@@ -139,7 +146,12 @@ class ExportJob(BaseModel):
 
 
 class JobsFile(BaseModel):
-    """The whole jobs file: ids must be unique."""
+    """The whole jobs file: ids must be unique, and no two jobs may own one Klaviyo list.
+
+    Two jobs on one list would each remove the other's members (a user in job A's audiences
+    is nobody job B wants), so the file is refused: per Klaviyo key, two jobs with the same
+    ``list_id``, or two without a ``list_id`` that would find the same list by name.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -153,11 +165,33 @@ class JobsFile(BaseModel):
             raise ValueError(f"duplicate job id(s): {', '.join(doubled)}")
         return self
 
+    @model_validator(mode="after")
+    def _one_job_per_list(self) -> JobsFile:
+        owner: dict[tuple[str, str], str] = {}
+        for job in self.jobs:
+            target = _list_target(job)
+            first = owner.setdefault((job.api_key_env, target), job.id)
+            if first != job.id:
+                raise ValueError(
+                    f"jobs {first!r} and {job.id!r} both export to {target}: each would remove "
+                    "the other's members; give each job its own list"
+                )
+        return self
+
     def get(self, job_id: str) -> ExportJob:
         for job in self.jobs:
             if job.id == job_id:
                 return job
-        raise KeyError(job_id)
+        raise UnknownJobError(job_id)
+
+
+def _list_target(job: ExportJob) -> str:
+    """How the job finds its list, as a phrase: by id, else by (new or default) name."""
+    if job.list_id:
+        return f"list_id {job.list_id!r}"
+    if job.new_list_name:
+        return f"the list named {job.new_list_name!r}"
+    return "the default list name 'Lytics <date>'"
 
 
 def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:

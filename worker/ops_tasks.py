@@ -31,9 +31,13 @@ def check_health() -> int:
     """Run every health check, store the results; return how many components fail."""
     prefix = load_settings().key_prefix
     client = runtime.redis_client()
+    jobs = list(runtime.jobs().jobs)
+    jobs_file = health.check_jobs_file(load_settings().export_jobs_file, runtime.jobs_problem(),
+                                       len(jobs))
     results = health.run_checks(
-        client, prefix, list(runtime.jobs().jobs),
+        client, prefix, jobs,
         client_for=from_settings, limiter=runtime.limiter(), settings=OpsSettings(),
+        jobs_file=jobs_file,
     )
     health.store(client, prefix, results)
     return len(health.failing(results))

@@ -1,32 +1,24 @@
 """Per-process resources the tasks share: settings, Redis, jobs, limiter, Klaviyo clients.
 
 Each is built once per process (prefork children build their own after the fork)
-and the jobs file is re-read when it changes on disk.
+and the jobs file is re-read when it changes on disk; a change that does not load leaves
+the last good file in force (:mod:`worker.jobswatch`) and is reported by :func:`jobs_problem`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import redis
 
-from worker.jobs import ExportJob, JobsFile, load_jobs
+from worker.jobs import ExportJob, JobsFile, JobsFileError, UnknownJobError
+from worker.jobswatch import JobsWatcher
 from worker.keys import JobKeys
 from worker.klaviyo.client import KlaviyoClient, client_for
 from worker.ratelimit import RateLimiter
 from worker.settings import load_settings
 
-
-@dataclass
-class _JobsCache:
-    path: Path | None = None
-    mtime: float = -1.0
-    jobs: JobsFile | None = None
-
-
-_jobs_cache = _JobsCache()
+_watchers: dict[str, JobsWatcher[JobsFile]] = {}
 
 
 @lru_cache(maxsize=1)
@@ -40,17 +32,42 @@ def redis_client() -> redis.Redis:
     )
 
 
-def jobs() -> JobsFile:
-    """The jobs file, re-read when its modification time changes."""
+def _watcher() -> JobsWatcher[JobsFile]:
     path = load_settings().export_jobs_file
-    mtime = path.stat().st_mtime if path.exists() else -1.0
-    if _jobs_cache.jobs is None or _jobs_cache.path != path or _jobs_cache.mtime != mtime:
-        _jobs_cache.jobs, _jobs_cache.path, _jobs_cache.mtime = load_jobs(path), path, mtime
-    return _jobs_cache.jobs
+    key = str(path)
+    if key not in _watchers:
+        _watchers[key] = JobsWatcher(path, lambda loaded: loaded)
+    return _watchers[key]
+
+
+def jobs() -> JobsFile:
+    """The jobs file in force: re-read when it changes, the last good one while it is bad.
+
+    Raises :class:`JobsFileError` when no version of the file has loaded in this process.
+    """
+    return _watcher().current()
+
+
+def jobs_problem() -> str | None:
+    """Why the jobs file on disk is not in force (None when it is)."""
+    return _watcher().problem
 
 
 def job(job_id: str) -> ExportJob:
-    return jobs().get(job_id)
+    """The job ``job_id`` of the file in force.
+
+    :class:`UnknownJobError` means the file on disk loads and has no such job: the job is
+    gone. While the file is bad a missing job is only unknown *so far* (it may be the job
+    being added), so that is a :class:`JobsFileError`, which callers treat as transient.
+    """
+    current = jobs()
+    try:
+        return current.get(job_id)
+    except UnknownJobError:
+        problem = jobs_problem()
+        if problem is None:
+            raise
+        raise JobsFileError(f"job {job_id!r} is not in the jobs file in force: {problem}") from None
 
 
 def job_keys(job_id: str) -> JobKeys:

@@ -3,19 +3,49 @@
 Every task has a namespaced name so that moving code never orphans queued
 messages, masks its displayed arguments, and runs under ``EngineTask``'s
 poison-message guard (a message delivered too often is dead-lettered, not looped).
+
+The record tasks (``audience.*``) run under ``RecordTask``: their message is the only copy of
+the events it carries, so it is acknowledged only once they are recorded or dead-lettered with
+the events themselves. Any error while recording is retried with backoff; when the attempts
+run out, or the job is gone from the jobs file, every event goes to the job's dead letters,
+from where ``dlq replay`` records them again.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
-from celery import Task
+from celery import Task, signals
+from celery.exceptions import Reject
+from pydantic import ValidationError
 
 from worker import engine, runtime
+from worker.backoff import backoff_seconds
 from worker.celery_app import app
-from worker.deadletter import DeadLetter, DeadLetterStore
+from worker.deadletter import DeadLetterStore, event_letters
 from worker.events import AudienceEvent
+from worker.jobs import JobsFileError, UnknownJobError
+from worker.klaviyo.errors import redact
 from worker.settings import load_settings
+
+log = logging.getLogger(__name__)
+RETRY_BASE_SECONDS = 1.0
+
+
+@signals.worker_init.connect
+def _jobs_file_loads(**_: Any) -> None:
+    """A worker that starts with a bad jobs file stops at once, with one line.
+
+    Loaded here, in the main process, the file is inherited by every prefork child, so a
+    child forked later while the file is bad still has the last good version.
+    """
+    try:
+        runtime.jobs()
+    except JobsFileError as exc:
+        print(f"celery worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 class EngineTask(Task):  # type: ignore[misc]
@@ -41,19 +71,68 @@ class EngineTask(Task):  # type: ignore[misc]
         return True
 
     def _dead_letter(self, args: tuple[Any, ...], count: int) -> None:
-        job_id = str(args[0]) if args else "unknown"
-        events = args[1] if len(args) > 1 and isinstance(args[1], list) else []
+        job_id, events = _message(args)
         reason = f"{self.name} was delivered {count} times without finishing"
-        letters = [
-            DeadLetter(
-                email=str(e.get("profile", {}).get("email", "")),
-                reason=reason,
-                source="poison",
-                event=e,
-            )
-            for e in events
-        ] or [DeadLetter(email="", reason=reason, source="poison")]
+        letters = event_letters(events, reason=reason, source="poison")
         DeadLetterStore(runtime.redis_client(), load_settings().key_prefix, job_id).add(letters)
+
+
+class RecordTask(EngineTask):
+    """A record task: never acknowledged before its events are recorded or dead-lettered.
+
+    Celery acknowledges a failed ``acks_late`` task (on Redis even a reject without requeue
+    is an ack), and a retry it cannot publish becomes exactly such a reject. So nothing may
+    escape as a failure: the job gone from the jobs file dead-letters the events at once
+    (``unknown_job``); any other error is retried with backoff up to ``MAX_DELIVERIES``
+    attempts, then dead-letters them (``record_failed``); a malformed event dead-letters the
+    message at once (``invalid_event``); when even that cannot be written,
+    or the retry cannot be published, the message is put back on its queue.
+    """
+
+    acks_on_timeout = False  # a hard time limit puts the message back (the poison guard bounds it)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        job_id, events = _message(args)
+        try:
+            return super().__call__(*args, **kwargs)
+        except UnknownJobError as exc:
+            return self._set_aside(job_id, events, "unknown_job", str(exc))
+        except ValidationError as exc:  # not an event at all: no retry will make it one
+            return self._set_aside(job_id, events, "invalid_event", redact(str(exc))[:500])
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the events must not be lost
+            return self._again(job_id, events, exc)
+
+    def _again(self, job_id: str, events: list[Any], exc: Exception) -> int:
+        attempt = int(self.request.retries or 0)
+        s = load_settings()
+        detail = redact(f"{type(exc).__name__}: {exc}")
+        if attempt + 1 >= s.max_deliveries:
+            return self._set_aside(job_id, events, "record_failed", detail)
+        countdown = backoff_seconds(attempt, base=RETRY_BASE_SECONDS,
+                                    cap=s.visibility_timeout_seconds / 3)
+        log.warning("%s for job %s failed (attempt %d of %d), retrying in %.1fs: %s",
+                    self.name, job_id, attempt + 1, s.max_deliveries, countdown, detail)
+        try:
+            raise self.retry(exc=exc, countdown=countdown, max_retries=s.max_deliveries)
+        except Reject as rejected:  # the retry could not be published: keep the message
+            raise Reject(rejected.reason, requeue=True) from None
+
+    def _set_aside(self, job_id: str, events: list[Any], reason: str, detail: str) -> int:
+        letters = event_letters(events, reason=reason, source=self.name, detail=detail)
+        try:
+            DeadLetterStore(runtime.redis_client(), load_settings().key_prefix, job_id).add(letters)
+        except Exception as exc:  # noqa: BLE001 - cannot set them aside: keep the message instead
+            raise Reject(exc, requeue=True) from None
+        log.error("%s for job %s: %d event(s) dead-lettered (%s): %s",
+                  self.name, job_id, len(letters), reason, detail)
+        return 0
+
+
+def _message(args: tuple[Any, ...]) -> tuple[str, list[Any]]:
+    """(job id, events) of a record message, whatever shape it arrived in."""
+    job_id = str(args[0]) if args else "unknown"
+    events = args[1] if len(args) > 1 and isinstance(args[1], list) else []
+    return job_id, events
 
 
 def schedule_flush(job_id: str, countdown: float) -> None:
@@ -65,23 +144,24 @@ def schedule_poll(job_id: str, kjob_id: str) -> None:
 
 
 def _record(job_id: str, events: list[dict[str, Any]]) -> int:
+    runtime.job(job_id)  # an unknown job is known as such before any event is parsed
     parsed = [AudienceEvent.from_wire(e) for e in events]
     return engine.record(job_id, parsed, schedule_flush).changed
 
 
-@app.task(name="audience.enter", base=EngineTask, queue="realtime")
+@app.task(name="audience.enter", base=RecordTask, queue="realtime")
 def enter(job_id: str, events: list[dict[str, Any]]) -> int:
     """Users entered a selected audience: record it; a flush subscribes them."""
     return _record(job_id, events)
 
 
-@app.task(name="audience.exit", base=EngineTask, queue="realtime")
+@app.task(name="audience.exit", base=RecordTask, queue="realtime")
 def exit_(job_id: str, events: list[dict[str, Any]]) -> int:
     """Users exited an audience: record it; a flush removes those in no other selected audience."""
     return _record(job_id, events)
 
 
-@app.task(name="audience.change", base=EngineTask, queue="realtime")
+@app.task(name="audience.change", base=RecordTask, queue="realtime")
 def change(job_id: str, events: list[dict[str, Any]]) -> int:
     """Mapped fields changed: record them for current members only."""
     return _record(job_id, events)

@@ -1,20 +1,22 @@
 """``klaviyo-export health [--json] [--require-workers]``: is everything working, right now?
 
-Runs every check of :mod:`worker.health` live: Redis answers; each distinct Klaviyo key is
-accepted (``get_accounts``, granted by the shared limiter); each queue's heartbeat is fresh
-once workers have run; queues and dead letters are under their thresholds. Exit 0 when
-healthy, 1 with one line per failing component.
+Runs every check of :mod:`worker.health` live: the jobs file loads (a bad one is a failing
+``jobs-file`` component naming the error; the per-job checks then have no jobs); Redis
+answers; each distinct Klaviyo key is accepted (``get_accounts``, granted by the shared
+limiter); each queue's heartbeat is fresh once workers have run; queues and dead letters are
+under their thresholds. Exit 0 when healthy, 1 with one line per failing component.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import redis
 
 from worker import health
-from worker.jobs import load_jobs
+from worker.jobs import ExportJob, JobsFileError, load_jobs
 from worker.klaviyo.client import from_settings
 from worker.ratelimit import RateLimiter
 from worker.schedule import OpsSettings
@@ -29,16 +31,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
+def read_jobs(path: Path) -> tuple[list[ExportJob], health.Component]:
+    """The jobs to check, and whether the file loads: a bad file is a finding, not a crash."""
+    try:
+        jobs = list(load_jobs(path).jobs)
+    except JobsFileError as exc:
+        return [], health.check_jobs_file(path, str(exc), 0)
+    return jobs, health.check_jobs_file(path, None, len(jobs))
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    jobs = list(load_jobs(settings.export_jobs_file).jobs)
+    jobs, jobs_file = read_jobs(settings.export_jobs_file)
     url = str(settings.redis_url)
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
     limiter = RateLimiter(client, prefix=settings.key_prefix, headroom=settings.rate_limit_headroom,
                           speed=settings.rate_limit_speed)
     results = health.run_checks(client, settings.key_prefix, jobs, client_for=from_settings,
                                 limiter=limiter, settings=OpsSettings(),
-                                require_workers=args.require_workers)
+                                require_workers=args.require_workers, jobs_file=jobs_file)
     bad = health.failing(results)
     if args.json:
         print(json.dumps({"ok": not bad, "components": health.as_dict(results)}, indent=2))
