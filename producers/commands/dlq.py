@@ -1,19 +1,33 @@
-"""``klaviyo-export dlq list|replay|purge JOB``: the profiles Klaviyo refused, and why."""
+"""``klaviyo-export dlq list|replay|purge JOB``: the profiles Klaviyo refused, and why.
+
+``replay`` gives every letter a second chance by the path it failed on. A letter that holds
+its event (a record message set aside: poisoned, unknown job, recording failed) is recorded
+again: the event goes back as an ``audience.*`` task and is normalised, ordered by its own
+time and flushed like any other. A letter without one (a user Klaviyo refused) puts the user
+back in pending, so the next flush applies their *current* desired state.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from collections.abc import Sequence
 
 import redis
+from celery import Celery
+from pydantic import ValidationError
 
 from producers.cli import UserError
 from worker.celery_app import create_app
-from worker.deadletter import DeadLetterStore
+from worker.deadletter import DeadLetter, DeadLetterStore
+from worker.dispatch import send_events
+from worker.events import AudienceEvent
 from worker.jobs import load_jobs
 from worker.keys import JobKeys
 from worker.settings import load_settings
+
+EVENTS_PER_MESSAGE = 1000
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,14 +40,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def replay(client: redis.Redis, store: DeadLetterStore, keys: JobKeys) -> int:
-    """Put dead-lettered users back in pending: the next flush applies their *current* state."""
+    """Re-record stored events, re-pend the other users; return how many letters were replayed.
+
+    Letters whose stored event is not a valid event are put back (and not counted): a replay
+    never loses a letter.
+    """
     letters = store.take_all()
-    emails = sorted({d.email for d in letters if d.email})
-    if emails:
-        client.zadd(keys.pending, dict.fromkeys(emails, int(time.time() * 1000)), nx=True)
-        app = create_app(load_settings())
-        app.send_task("export.flush", args=(keys.job_id,), queue="realtime", ignore_result=True)
-    return len(emails)
+    events, unreadable = _stored_events(letters)
+    emails = sorted({d.email for d in letters if d.event is None and d.email})
+    if unreadable:
+        store.put_back(unreadable)
+    if not (events or emails):
+        return 0
+    app = create_app(load_settings())
+    try:
+        for start in range(0, len(events), EVENTS_PER_MESSAGE):
+            send_events(app, keys.job_id, events[start:start + EVENTS_PER_MESSAGE])
+        if emails:
+            client.zadd(keys.pending, dict.fromkeys(emails, int(time.time() * 1000)), nx=True)
+            _send_flush(app, keys.job_id)
+    finally:
+        app.close()
+    return len(events) + len(emails)
+
+
+def _stored_events(letters: Sequence[DeadLetter]) -> tuple[list[AudienceEvent], list[DeadLetter]]:
+    """The letters' events, parsed; and the letters whose event does not parse."""
+    events, unreadable = [], []
+    for letter in letters:
+        if letter.event is None:
+            continue
+        try:
+            events.append(AudienceEvent.from_wire(letter.event))
+        except ValidationError:
+            unreadable.append(letter)
+    return events, unreadable
+
+
+def _send_flush(app: Celery, job_id: str) -> None:
+    app.send_task("export.flush", args=(job_id,), queue="realtime", ignore_result=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,9 +99,8 @@ def run(args: argparse.Namespace) -> int:
                 )
             print(f"{store.size()} dead letter(s) for {args.job}")
         elif args.action == "replay":
-            print(
-                f"replayed {replay(client, store, JobKeys(settings.key_prefix, args.job))} user(s)"
-            )
+            replayed = replay(client, store, JobKeys(settings.key_prefix, args.job))
+            print(f"replayed {replayed} dead letter(s); {store.size()} left")
         else:
             print(f"purged {store.purge()} dead letter(s)")
     except redis.RedisError as exc:

@@ -1,8 +1,10 @@
 """``klaviyo-export webhook``: run the Lytics webhook receiver under uvicorn.
 
 Every job needs a token (``WEBHOOK_TOKEN`` or its ``webhook_token_env``) unless
-``--insecure-no-auth`` is given. uvicorn's access log stays off: it would print
-query strings, and Lytics may send the token as ``?token=``.
+``--insecure-no-auth`` is given. The receiver re-reads the jobs file when it changes (a bad
+version is logged and the last good one kept); a bad file at start stops it with one line.
+uvicorn's access log stays off: it would print query strings, and Lytics may send the token
+as ``?token=``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import uvicorn
 
 from producers.webhook import create_app
 from worker.celery_app import create_app as create_celery_app
-from worker.jobs import load_jobs
 from worker.settings import load_settings
 
 
@@ -38,10 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    jobs = load_jobs(settings.export_jobs_file)
     url = str(settings.redis_url)
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
-    app = create_app(settings, jobs, create_celery_app(settings), client,
+    app = create_app(settings, settings.export_jobs_file, create_celery_app(settings), client,
                      insecure_no_auth=args.insecure_no_auth)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info")

@@ -6,6 +6,14 @@ transient is a 503 with ``Retry-After``, never a status Lytics drops. The queue
 check comes before parsing, so an overloaded receiver spends no CPU on bodies it
 cannot queue anyway. Klaviyo is never called here: the workers read the queue.
 
+The token is checked before the job id: a request that no job would accept is a 401 whether
+or not the job exists, so job ids cannot be enumerated; only a caller with a valid token
+learns that a job is unknown (404).
+
+Built from a path, the receiver re-reads the jobs file when it changes, as the workers do, so
+a job or audience added while it runs is accepted at once; a change that does not load (or
+names a job without a token) is logged and the last good file stays in force.
+
 One JSON log line per request (logger ``producers.webhook``): job, status, counts,
 milliseconds and the refusal message. Never the token, the query string or an email.
 """
@@ -14,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,7 +38,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from producers.lytics import ParsedBody, PayloadError, parse_body, parse_json, redact, show
-from producers.webhook.auth import is_authorized, job_tokens
+from producers.webhook.auth import is_authorized, job_tokens, shared_token
 from producers.webhook.errors import (
     RETRY_AFTER_DOWN,
     STATUS_FOR,
@@ -42,6 +52,7 @@ from producers.webhook.gauge import QueueGauge, queue_key
 from producers.webhook.openapi import DOCS_HTML, OPENAPI
 from worker.dispatch import send_events
 from worker.jobs import ExportJob, JobsFile
+from worker.jobswatch import JobsWatcher
 from worker.settings import Settings
 
 log = logging.getLogger("producers.webhook")
@@ -71,12 +82,31 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class Receiver:
-    """The request handlers, bound to one configuration."""
+class Routing:
+    """What the receiver takes from one version of the jobs file: the jobs and their tokens."""
 
-    settings: Settings
     jobs: dict[str, ExportJob]
     tokens: dict[str, bytes | None]
+    shared: bytes | None
+
+    @classmethod
+    def build(cls, jobs: JobsFile, settings: Settings, *, insecure_no_auth: bool) -> Routing:
+        """Raises ConfigurationError when a job has no token (and auth is not switched off)."""
+        tokens = job_tokens(jobs, settings, insecure_no_auth=insecure_no_auth)
+        return cls({job.id: job for job in jobs.jobs}, tokens, shared_token(settings))
+
+    def known_caller(self, request: Request) -> bool:
+        """True when the request carries a token some job (or the shared token) accepts."""
+        candidates = [*self.tokens.values(), *([self.shared] if self.shared else [])]
+        return any(is_authorized(token, request) for token in candidates)
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """The request handlers, bound to a source of the current routing."""
+
+    settings: Settings
+    routing: Callable[[], Routing]
     celery_app: Celery
     redis_client: redis.Redis
     gauge: QueueGauge
@@ -94,10 +124,13 @@ class Receiver:
         return json_response({"accepted": len(parsed.events), "ignored": parsed.ignored}, 202)
 
     async def _receive(self, job_id: str, request: Request) -> ParsedBody:
-        job = self.jobs.get(job_id)
+        routing = self.routing()
+        job = routing.jobs.get(job_id)
         if job is None:
+            if not routing.known_caller(request):  # the same answer as a known job's wrong token
+                raise Unauthorized("missing or wrong token")
             raise UnknownJob(f"no export job {show(job_id)}")
-        if not is_authorized(self.tokens[job.id], request):
+        if not is_authorized(routing.tokens[job.id], request):
             raise Unauthorized("missing or wrong token")
         raw = await read_body(request, self.settings.webhook_max_body_bytes)
         return await run_in_threadpool(self._enqueue, job, raw)
@@ -121,7 +154,7 @@ class Receiver:
         except BROKER_ERRORS:
             return json_response({"status": "not ready", "error": "Redis is unreachable"}, 503,
                                  RETRY_AFTER_DOWN)
-        return json_response({"status": "ready", "jobs": len(self.jobs)}, 200)
+        return json_response({"status": "ready", "jobs": len(self.routing().jobs)}, 200)
 
     async def openapi(self, request: Request) -> Response:
         return json_response(OPENAPI, 200)
@@ -141,14 +174,33 @@ def _log_request(job_id: str, status: int, started: float, *, parsed: ParsedBody
     log.log(logging.INFO if status < 500 else logging.WARNING, orjson.dumps(line).decode())
 
 
-def create_app(settings: Settings, jobs: JobsFile, celery_app: Celery, redis_client: redis.Redis,
-               *, insecure_no_auth: bool = False) -> Starlette:
-    """The receiver's ASGI app; raises ConfigurationError when a job has no token."""
-    tokens = job_tokens(jobs, settings, insecure_no_auth=insecure_no_auth)
+def routing_source(settings: Settings, jobs: JobsFile | Path, *,
+                   insecure_no_auth: bool) -> Callable[[], Routing]:
+    """A fixed routing for a ``JobsFile``; for a path, one re-read whenever the file changes.
+
+    Raises ConfigurationError (JobsFileError for a path) when the first version is unusable.
+    """
+    def build(loaded: JobsFile) -> Routing:
+        return Routing.build(loaded, settings, insecure_no_auth=insecure_no_auth)
+
+    if isinstance(jobs, JobsFile):
+        fixed = build(jobs)
+        return lambda: fixed
+    watcher = JobsWatcher(jobs, build)
+    watcher.current()  # fail at start, with one line, rather than on the first request
+    return watcher.current
+
+
+def create_app(settings: Settings, jobs: JobsFile | Path, celery_app: Celery,
+               redis_client: redis.Redis, *, insecure_no_auth: bool = False) -> Starlette:
+    """The receiver's ASGI app; raises ConfigurationError when a job has no token.
+
+    ``jobs`` is either the jobs themselves (fixed) or the jobs file's path (re-read on change).
+    """
+    routing = routing_source(settings, jobs, insecure_no_auth=insecure_no_auth)
     limit = settings.webhook_max_queue_depth
     gauge = QueueGauge(redis_client, queue_key(settings.key_prefix), limit)
-    receiver = Receiver(settings, {job.id: job for job in jobs.jobs}, tokens, celery_app,
-                        redis_client, gauge)
+    receiver = Receiver(settings, routing, celery_app, redis_client, gauge)
     routes = [
         Route("/webhooks/lytics/{job_id}", receiver.receive, methods=["POST", "PUT", "PATCH"]),
         Route("/healthz", receiver.healthz, methods=["GET"]),

@@ -41,6 +41,12 @@ def job_tokens(jobs: JobsFile, settings: Settings, *, insecure_no_auth: bool = F
     return tokens
 
 
+def shared_token(settings: Settings) -> bytes | None:
+    """``WEBHOOK_TOKEN``, the token every job without its own accepts (None when unset)."""
+    value = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    return value.encode() if value else None
+
+
 def presented_tokens(request: Request) -> list[str]:
     """Every token the request carries, wherever Lytics may have put it."""
     found = []

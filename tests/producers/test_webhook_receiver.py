@@ -72,6 +72,26 @@ class TestAuth:
         own = client.post(URL, json=body(), headers={"X-Api-Key": "job-own-token"})
         assert (shared.status_code, own.status_code) == (401, 202)
 
+    @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}])
+    def test_an_unknown_job_without_a_valid_token_is_401_like_a_known_one(
+            self, client: TestClient, headers: dict[str, str]) -> None:
+        """The token is checked first: job ids cannot be enumerated by their 404s."""
+        unknown = client.post("/webhooks/lytics/nobody", json=body(), headers=headers)
+        known = client.post(URL, json=body(), headers=headers)
+        assert (unknown.status_code, known.status_code) == (401, 401)
+        assert unknown.json() == known.json()
+
+    def test_any_jobs_own_token_learns_that_a_job_is_unknown(
+            self, make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+        """A caller holding a valid token (shared or a job's own) gets 404 for an unknown id."""
+        monkeypatch.setenv("VIP_HOOK_TOKEN", "job-own-token")
+        client = make_client(jobs=(ExportJob(id="vip", audiences=(VIP_SLUG,),
+                                             webhook_token_env="VIP_HOOK_TOKEN"),))
+        statuses = [client.post("/webhooks/lytics/nobody", json=body(),
+                                headers={"X-Api-Key": token}).status_code
+                    for token in ("job-own-token", TOKEN, "other")]
+        assert statuses == [404, 404, 401]
+
     def test_no_token_configured_refuses_to_start(self, settings: Settings, job: ExportJob) -> None:
         """Without any token the app is not built, unless insecure_no_auth is explicit."""
         # given
@@ -144,7 +164,7 @@ class TestRefused:
         assert answer.json()["error"].startswith("body: not valid JSON")
 
     def test_unknown_job_is_404(self, client: TestClient, auth: dict[str, str]) -> None:
-        """A job id the jobs file does not hold is a 404."""
+        """A job id the jobs file does not hold is a 404 (to a caller with a valid token)."""
         assert client.post("/webhooks/lytics/nobody", json=body(), headers=auth).status_code == 404
 
     def test_too_large_by_content_length_is_413(self, make_client: Callable[..., TestClient],
