@@ -45,8 +45,8 @@ class Component:
 def check_jobs_file(path: Path, problem: str | None, count: int) -> Component:
     """Whether the jobs file on disk is the one in force (a bad edit keeps the last good one)."""
     if problem is not None:
-        return Component("jobs-file", False,
-                         f"{problem} (running workers and receivers keep the last good file)")
+        return Component("jobs-file", False, f"{path}: {problem} "
+                         "(running workers and receivers keep the last good file)")
     return Component("jobs-file", True, f"{count} job(s) from {path}")
 
 

@@ -44,7 +44,7 @@ def _jobs_file_loads(**_: Any) -> None:
     try:
         runtime.jobs()
     except JobsFileError as exc:
-        print(f"celery worker: {exc}", file=sys.stderr)
+        print(f"celery worker: {load_settings().export_jobs_file}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

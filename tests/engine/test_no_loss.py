@@ -7,6 +7,7 @@ must end recorded or in the dead letters *with its events*, and ``dlq replay`` b
 from __future__ import annotations
 
 import json
+import subprocess
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,8 +20,9 @@ from starlette.exceptions import StarletteDeprecationWarning
 from producers.cli import main
 from producers.webhook import create_app
 from tests.conftest import wait_until
-from tests.harness import Stack, event
+from tests.harness import ROOT, Stack, event
 from worker.celery_app import create_app as create_celery_app
+from worker.commands import worker_argv
 from worker.events import Action
 from worker.settings import load_settings
 
@@ -174,3 +176,15 @@ def test_replaying_a_poisoned_enter_records_it_normalised(
     stray = [k for k in r.scan_iter(f"{stack.prefix}:job:vip:*") if b"Mixed" in k]
     assert stray == [] and r.zscore(f"{stack.prefix}:job:vip:pending",
                                     "Mixed.Case@Example.COM") is None
+
+
+def test_a_worker_started_with_a_bad_jobs_file_stops_with_one_line(stack: Stack) -> None:
+    """With no good version to keep, the worker refuses to start: exit 2, one line, no trace."""
+    stack.jobs_file.write_text(TYPO)
+    done = subprocess.run(worker_argv("bad", 1, "realtime"), env=stack.env(), cwd=ROOT,
+                          capture_output=True, timeout=60, check=False)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.strip().splitlines()[-1] == (
+        f"celery worker: {stack.jobs_file}: job 'typo': audiences: Field required")
+    assert "Traceback" not in err
