@@ -59,6 +59,10 @@ def replay(client: redis.Redis, store: DeadLetterStore, keys: JobKeys) -> int:
         if emails:
             client.zadd(keys.pending, dict.fromkeys(emails, int(time.time() * 1000)), nx=True)
             _send_flush(app, keys.job_id)
+    except BaseException:
+        # keep every letter rather than guess which were sent: recording twice is harmless
+        store.put_back([d for d in letters if d not in unreadable])
+        raise
     finally:
         app.close()
     return len(events) + len(emails)

@@ -8,9 +8,11 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from producers.commands.dlq import replay
 from worker.counters import JobCounters
 from worker.deadletter import MAX_DETAIL, DeadLetter, DeadLetterStore, dlq_key
 from worker.events import Action, AudienceEvent
+from worker.keys import JobKeys
 
 EVENT = AudienceEvent(audience="vip", action=Action.ENTER, ts_ns=1_700_000_000_000_000_000,
                       profile={"email": "ann@example.com", "first_name": "Ann"})
@@ -128,6 +130,30 @@ class TestTakingAndPurging:
         # then
         assert redis_client.lrange(dlq_key("test", "vip"), 0, 0) == ["not json"]
         assert store.size() == 3
+
+    def test_put_back_restores_taken_letters_in_order_without_counting_them(
+        self, store: DeadLetterStore, redis_client: redis.Redis
+    ) -> None:
+        """Letters a replay could not use go back as they were; dead_lettered is not raised."""
+        # given
+        store.add([letter(1), letter(2)])
+        taken = store.take_all()
+        # when
+        store.put_back(taken)
+        # then
+        assert [d.email for d in store.take_all()] == ["user1@example.com", "user2@example.com"]
+        assert JobCounters(redis_client, "test", "vip").snapshot().dead_lettered == 2
+
+    def test_a_letter_whose_event_does_not_parse_survives_a_replay(
+        self, store: DeadLetterStore, redis_client: redis.Redis
+    ) -> None:
+        """Replay never loses a letter: one it cannot re-record stays in the store."""
+        # given
+        store.add([letter(1, event={"audience": "vip", "action": "teleport"})])
+        # when
+        replayed = replay(redis_client, store, JobKeys("test", "vip"))
+        # then
+        assert (replayed, store.size()) == (0, 1)
 
     def test_purge_deletes_all_and_says_how_many(
         self, store: DeadLetterStore, redis_client: redis.Redis
