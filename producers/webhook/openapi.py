@@ -87,8 +87,8 @@ _RECEIVE = {
                 "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Accepted"}}}},
         "400": _error("Not JSON or not a Lytics payload (message says where); nothing queued."),
-        "401": _error("Missing or wrong token."),
-        "404": _error("No such job."),
+        "401": _error("Missing or wrong token (also for a job id that does not exist)."),
+        "404": _error("No such job (only told to a caller with a valid token)."),
         "413": _error("Body larger than WEBHOOK_MAX_BODY_BYTES."),
         "503": _error("Redis unreachable or queue too deep; retry after Retry-After.", retry=True),
     },
