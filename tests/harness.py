@@ -194,7 +194,8 @@ class Stack:
     def assert_reconciled(self, job_id: str, *, entered: int | None, members: int,
                           timeout: float = 30) -> None:
         """Once the job is idle, counters agree with what happened: exported + omitted +
-        dead-lettered = input users, and additions minus removals = the members Klaviyo holds.
+        failed (people dead-lettered) = input users, and additions minus removals = the members
+        Klaviyo holds.
 
         Idle means nobody pending or held: a worker killed after Klaviyo accepted a call but
         before recording it leaves its users held until the lease ends and another flush counts
@@ -206,9 +207,9 @@ class Stack:
                    timeout=timeout, message=f"job {job_id} to have nobody pending or held")
         c = self.counters(job_id)
         omitted = sum(int(v) for k, v in c.items() if k.startswith("omitted:"))
-        added, removed, dead = (int(c.get(k, 0)) for k in ("added", "removed", "dead_lettered"))
+        added, removed, failed = (int(c.get(k, 0)) for k in ("added", "removed", "failed"))
         if entered is not None:
-            assert added + omitted + dead == entered, c
+            assert added + omitted + failed == entered, c
         assert added - removed == members, c
 
     def wait_for_list(self, job_id: str, timeout: float = 30) -> str:

@@ -17,7 +17,7 @@ import orjson
 import redis
 
 from worker import engine, runtime
-from worker.counters import counters_key
+from worker.counters import JobCounters, counters_key
 from worker.deadletter import DeadLetterStore
 from worker.events import AudienceEvent, events_from_json
 from worker.flush import FlushContext, Flusher
@@ -173,10 +173,12 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
         state.record(marks, now)  # the job cannot call Klaviyo now: its flushes catch up later
     if state.pending_count():
         engine.request_flush(job_id, state, schedule_flush)
-    result = {"n": n, "profiles": len(events), "exported": exported, "omitted": dict(omitted)}
-    deltas = {f"omitted:{r}": c for r, c in omitted.items()}
-    deltas.update({f"dropped:{r}": c for r, c in dropped.items()})
-    return ChunkOutcome(store.commit(n, result, deltas))
+    counters = JobCounters(state.redis, state.keys.prefix, job_id)
+    counters.omitted(omitted)  # once per person: a redelivered chunk adds nobody twice
+    counters.dropped(dropped)
+    result = {"n": n, "profiles": len(events), "exported": exported,
+              "omitted": {reason: len(people) for reason, people in omitted.items()}}
+    return ChunkOutcome(store.commit(n, result, {}))
 
 
 def fail_chunk(job_id: str, run_id: str, n: int, error: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis import Redis
 
-from worker.counters import DEAD_LETTERED, counters_key
+from worker.counters import DEAD_LETTERED, FAILED, JobCounters, counters_key, person_digest
 from worker.klaviyo.errors import mask_email, redact
 
 DEFAULT_CAP = 100_000
@@ -90,6 +90,7 @@ class DeadLetterStore:
         self._redis = redis
         self.key = dlq_key(prefix, job_id)
         self._counters = counters_key(prefix, job_id)
+        self._people = JobCounters(redis, prefix, job_id)
         self.cap = cap
 
     def add(self, letters: Sequence[DeadLetter]) -> int:
@@ -101,6 +102,7 @@ class DeadLetterStore:
         pipe.ltrim(self.key, 0, self.cap - 1)
         pipe.hincrby(self._counters, DEAD_LETTERED, len(letters))
         pushed = pipe.execute()[0]
+        self._people.count_people({FAILED: _people(letters)})
         return min(int(pushed), self.cap)
 
     def list(self, limit: int = 50) -> builtins.list[DeadLetter]:
@@ -125,11 +127,13 @@ class DeadLetterStore:
         pipe.delete(self.key)
         raw: builtins.list[Any] = pipe.execute()[0]
         try:
-            return [DeadLetter.model_validate_json(item) for item in reversed(raw)]
+            letters = [DeadLetter.model_validate_json(item) for item in reversed(raw)]
         except ValidationError:
             if raw:
                 self._redis.rpush(self.key, *raw)
             raise
+        self._people.forget_people({FAILED: _people(letters)})  # back in the engine's hands
+        return letters
 
     def put_back(self, letters: Sequence[DeadLetter]) -> None:
         """Return letters taken by :meth:`take_all` (oldest first) to the end they came from.
@@ -145,3 +149,9 @@ class DeadLetterStore:
         pipe.llen(self.key)
         pipe.delete(self.key)
         return int(pipe.execute()[0])
+
+
+def _people(letters: Iterable[DeadLetter]) -> set[str]:
+    """The people behind ``letters``, as ``failed`` counts them (one per address)."""
+    return {person_digest(f"email:{letter.email.strip().lower()}")
+            for letter in letters if letter.email.strip()}

@@ -52,6 +52,7 @@ LOCATION_FIELDS = frozenset(
         "longitude",
     }
 )
+LYTICS_UID_FIELD = "_uid"  # Lytics' own user id: tells apart people without a usable email
 _PROPERTY = re.compile(r"^properties\.[^.\s][^\s]*$")
 _JOB_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -131,8 +132,9 @@ class ExportJob(BaseModel):
         return self.new_list_name or f"Lytics {day}"
 
     def lytics_fields(self) -> tuple[str, ...]:
-        """The Lytics fields this job reads: the email field first, then the mapped ones."""
-        return tuple(dict.fromkeys((self.email_field, *self.field_map)))
+        """The Lytics fields this job reads: the email field first, then the mapped ones, then
+        ``_uid`` (so people without a usable email are counted once each)."""
+        return tuple(dict.fromkeys((self.email_field, *self.field_map, LYTICS_UID_FIELD)))
 
     def api_key(self, environ: dict[str, str] | None = None) -> str:
         """This job's Klaviyo private key, from ``api_key_env``; never logged."""

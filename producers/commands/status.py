@@ -58,6 +58,7 @@ def _line(row: dict[str, Any]) -> str:
         f"removed {row['removed']}",
         f"omitted {sum(omitted.values())}" + (f" {omitted}" if omitted else ""),
         f"failed {row['failed']}",
+        *([f"fields dropped {row['dropped']}"] if row.get("dropped") else []),
         f"dead-lettered {row['dead_lettered']}",
         f"pending {row['pending']}",
     ]

@@ -121,6 +121,30 @@ class TestEnterExit:
         counters = vip.counters("vip")
         assert counters["omitted:invalid_email"] == "1" and counters["omitted:no_email"] == "1"
 
+    def test_counters_count_people_however_often_a_body_is_sent(self, vip: Stack) -> None:
+        """A body of 200 events (50 people without a usable email, 10 with a phone Klaviyo
+        cannot take) sent five times counts 50 omitted and 10 dropped people, not 250 and 50."""
+        events = [event(f"bad{i}", "vip", E, ts(1), _uid=f"u{i}") for i in range(25)]
+        events += [event(None, "buyers", E, ts(1), _uid=f"n{i}") for i in range(25)]
+        events += [event(f"p{i}@example.com", "vip", E, ts(1), phone="12")
+                   for i in range(10)]
+        good = {f"g{i}@example.com" for i in range(140)}
+        events += [event(e, "vip", E, ts(1)) for e in sorted(good)]
+        vip.stop_all()
+        vip.write_jobs({"id": "vip", "audiences": ["vip", "buyers"],
+                        "field_map": {"phone": "phone_number"}})
+        vip.start_worker()
+        # when
+        for _ in range(5):
+            vip.send("vip", events)
+        # then
+        members = good | {f"p{i}@example.com" for i in range(10)}
+        vip.wait_for_members("vip", members, timeout=60)
+        vip.assert_reconciled("vip", entered=200, members=150)
+        counters = vip.counters("vip")
+        assert counters["omitted:invalid_email"] == "25" and counters["omitted:no_email"] == "25"
+        assert counters["dropped:phone_invalid"] == "10"
+
 
 class TestModes:
     def test_force_add_adds_without_consent(self, stack: Stack) -> None:

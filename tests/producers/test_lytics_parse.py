@@ -56,7 +56,7 @@ class TestShapes:
         # when
         parsed = parse_body(payload, job)
         # then
-        profile = {"email": "ann@example.com", "first_name": "Ann"}
+        profile = {"email": "ann@example.com", "first_name": "Ann", "_uid": "a1b2c3"}
         assert parsed.events == [
             AudienceEvent(audience=VIP_SLUG, action=Action.ENTER, ts_ns=TS_NS, profile=profile)]
         assert (parsed.ignored, parsed.bodies) == (0, 1)
@@ -98,9 +98,10 @@ class TestShapes:
         assert parse_body([], job).events == []
 
     def test_profile_holds_only_the_fields_the_job_reads(self, job: ExportJob) -> None:
-        """Fields the job does not map stay out of the event; missing ones are simply absent."""
+        """Fields the job does not map stay out of the event; missing ones are simply absent.
+        Lytics' ``_uid`` stays in: it tells apart people without a usable email."""
         parsed = parse_body(body(email="bob@example.com", score_x=3), job)
-        assert parsed.events[0].profile == {"email": "bob@example.com"}
+        assert parsed.events[0].profile == {"email": "bob@example.com", "_uid": "a1b2c3"}
 
 
 class TestAudiences:

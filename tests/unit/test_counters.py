@@ -16,6 +16,7 @@ from worker.counters import (
     CounterSnapshot,
     JobCounters,
     counters_key,
+    person_digest,
 )
 
 
@@ -44,7 +45,7 @@ class TestCounting:
         """Other modules find the counts at {prefix}:job:{job}:counters under the named fields."""
         # when
         counters.add(added=1, removed=2, failed=3, dead_lettered=4)
-        counters.omitted("no_email")
+        counters.omitted({"no_email": {"p1"}})
         # then
         assert redis_client.hgetall(counters_key("test", "vip")) == {
             ADDED: "1", REMOVED: "2", FAILED: "3", DEAD_LETTERED: "4", "omitted:no_email": "1"}
@@ -74,20 +75,50 @@ class TestCounting:
 
 class TestOmissions:
     def test_omissions_are_counted_per_reason(self, counters: JobCounters) -> None:
-        """Each reason has its own count and the total sums them."""
+        """Each reason has its own count of people and the total sums them."""
         # when
-        counters.omitted("no_email", 3)
-        counters.omitted("invalid_email")
-        counters.omitted("no_email")
+        counters.omitted({"no_email": {"p1", "p2", "p3"}, "invalid_email": {"p4"}})
+        counters.omitted({"no_email": {"p5"}})
         # then
         snap = counters.snapshot()
         assert snap.omitted == {"invalid_email": 1, "no_email": 4}
         assert snap.omitted_total == 5
 
+    def test_a_person_omitted_again_is_not_counted_again(self, counters: JobCounters) -> None:
+        """The same body sent fifty times counts its people once: counters count people."""
+        people = {"no_email": {person_digest(f"uid:u{i}") for i in range(20)}}
+        for _ in range(50):
+            counters.omitted(people)
+        assert counters.snapshot().omitted == {"no_email": 20}
+
     def test_an_omission_needs_a_reason(self, counters: JobCounters) -> None:
         """An empty reason is refused."""
         with pytest.raises(ValueError, match="reason"):
-            counters.omitted("")
+            counters.omitted({"": {"p1"}})
+
+
+class TestPeople:
+    def test_dropped_fields_count_people_and_are_read_back(self, counters: JobCounters) -> None:
+        """A person whose phone is refused twice is one person with a field left out."""
+        counters.dropped({"phone_invalid": {"p1", "p2"}})
+        counters.dropped({"phone_invalid": {"p1"}})
+        assert counters.snapshot().dropped == {"phone_invalid": 2}
+
+    def test_forgotten_people_can_be_counted_again(self, counters: JobCounters) -> None:
+        """A replayed dead letter leaves ``failed``; failing again counts the person again."""
+        counters.count_people({FAILED: {"p1", "p2"}})
+        counters.forget_people({FAILED: {"p1"}})
+        assert counters.snapshot().failed == 1
+        counters.count_people({FAILED: {"p1"}})
+        assert counters.snapshot().failed == 2
+
+    def test_the_sets_hold_digests_never_addresses(self, counters: JobCounters,
+                                                   redis_client: redis.Redis) -> None:
+        """What is kept to count a person once tells nothing of who they are."""
+        counters.omitted({"invalid_email": {person_digest("email:ann@example")}})
+        stored = redis_client.smembers("test:job:vip:people:omitted:invalid_email")
+        assert len(stored) == 1
+        assert "ann" not in next(iter(stored))
 
 
 class TestLastError:
@@ -113,19 +144,20 @@ class TestSnapshot:
         """as_dict lists every counter, the omissions and their total."""
         # given
         counters.add(added=2)
-        counters.omitted("phone_invalid", 2)
+        counters.omitted({"no_email": {"p1", "p2"}})
+        counters.dropped({"phone_invalid": {"p3"}})
         # when
         data = counters.snapshot().as_dict()
         # then
         assert data == {"added": 2, "removed": 0, "failed": 0, "dead_lettered": 0,
-                        "omitted": {"phone_invalid": 2}, "last_error": None,
-                        "last_error_at": None, "omitted_total": 2}
+                        "omitted": {"no_email": 2}, "dropped": {"phone_invalid": 1},
+                        "last_error": None, "last_error_at": None, "omitted_total": 2}
 
     def test_a_client_without_decoding_reads_the_same(self, redis_url: str) -> None:
         """Counters read the same through a client that returns bytes."""
         # given
         raw_client = redis.Redis.from_url(redis_url)
-        JobCounters(raw_client, "test", "vip").omitted("no_email")
+        JobCounters(raw_client, "test", "vip").omitted({"no_email": {"p1"}})
         # when
         snap = JobCounters(raw_client, "test", "vip").snapshot()
         # then

@@ -49,6 +49,21 @@ class TestAdding:
         # then
         assert JobCounters(redis_client, "test", "vip").snapshot().dead_lettered == 2
 
+    def test_failed_counts_the_people_given_up_on_once_each(
+        self, store: DeadLetterStore, redis_client: redis.Redis
+    ) -> None:
+        """Refused twice is one failed person; a replay hands them back to the engine."""
+        counters = JobCounters(redis_client, "test", "vip")
+        # when
+        store.add([letter(1), letter(2)])
+        store.add([letter(1, email="USER1@example.com ")])
+        # then
+        assert counters.snapshot().failed == 2
+        # when
+        store.take_all()
+        # then
+        assert counters.snapshot().failed == 0
+
     def test_the_store_keeps_only_the_newest_cap_letters(self, store: DeadLetterStore) -> None:
         """Past the cap the oldest letters fall off; add returns the size kept."""
         # when
