@@ -138,10 +138,12 @@ class DeadLetterStore:
     def put_back(self, letters: Sequence[DeadLetter]) -> None:
         """Return letters taken by :meth:`take_all` (oldest first) to the end they came from.
 
-        Not counted again: they were counted when they were first dead-lettered.
+        Not counted again as letters: they were counted when they were first dead-lettered;
+        their people are failed again, as they were before the take.
         """
         if letters:
             self._redis.rpush(self.key, *(letter.model_dump_json() for letter in reversed(letters)))
+            self._people.count_people({FAILED: _people(letters)})
 
     def purge(self) -> int:
         """Delete every letter; return how many there were."""

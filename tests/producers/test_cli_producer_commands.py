@@ -108,7 +108,7 @@ class TestEnqueue:
         events = queued_events(redis.Redis.from_url(redis_url), "clitest")
         assert len(events) == 5
         assert events[0] == {"audience": "vip_buyers", "action": "enter", "ts_ns": TS_NS,
-                             "profile": {"email": "ann@example.com"}}
+                             "profile": {"email": "ann@example.com", "_uid": "a1b2c3"}}
 
     def test_a_bad_line_queues_nothing(self, env: Path, redis_url: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:

@@ -115,7 +115,8 @@ class TestAccepted:
         assert (answer.status_code, answer.json()) == (202, {"accepted": 1, "ignored": 0})
         assert queued_messages(redis_client, prefix) == [("audience.enter", "vip", [
             {"audience": VIP_SLUG, "action": "enter", "ts_ns": TS_NS,
-             "profile": {"email": "ann@example.com", "first_name": "Ann"}}])]
+             "profile": {"email": "ann@example.com", "first_name": "Ann",
+                         "_uid": "a1b2c3"}}])]
 
     def test_one_message_per_action_per_body(self, client: TestClient, auth: dict[str, str],
                                              redis_client: redis.Redis, prefix: str) -> None:
