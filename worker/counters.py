@@ -21,6 +21,11 @@ FAILED = "failed"
 DEAD_LETTERED = "dead_lettered"
 COUNTS = (ADDED, REMOVED, FAILED, DEAD_LETTERED)
 OMITTED_PREFIX = "omitted:"
+# people whose removal Klaviyo never confirmed (``drift:remove_unconfirmed``, worker/lua/release)
+DRIFT_PREFIX = "drift:"
+REMOVE_UNCONFIRMED = DRIFT_PREFIX + "remove_unconfirmed"
+# people with an event time moved back to the receiver's clock (``clamped:future_ts``)
+CLAMPED_PREFIX = "clamped:"
 LAST_ERROR = "last_error"
 LAST_ERROR_AT = "last_error_at"
 MAX_ERROR_CHARS = 1000
@@ -40,6 +45,8 @@ class CounterSnapshot:
     failed: int = 0
     dead_lettered: int = 0
     omitted: dict[str, int] = field(default_factory=dict)
+    drift: dict[str, int] = field(default_factory=dict)
+    clamped: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
     last_error_at: str | None = None  # ISO 8601, UTC
 
@@ -86,11 +93,9 @@ class JobCounters:
         values = {_text(k): _text(v) for k, v in raw.items()}
         return CounterSnapshot(
             **{name: int(values.get(name, 0)) for name in COUNTS},
-            omitted={
-                k.removeprefix(OMITTED_PREFIX): int(v)
-                for k, v in sorted(values.items())
-                if k.startswith(OMITTED_PREFIX)
-            },
+            omitted=_by_reason(values, OMITTED_PREFIX),
+            drift=_by_reason(values, DRIFT_PREFIX),
+            clamped=_by_reason(values, CLAMPED_PREFIX),
             last_error=values.get(LAST_ERROR),
             last_error_at=values.get(LAST_ERROR_AT),
         )
@@ -102,6 +107,13 @@ class JobCounters:
         for name, n in deltas.items():
             pipe.hincrby(self.key, name, n)
         pipe.execute()
+
+
+def _by_reason(values: dict[str, str], prefix: str) -> dict[str, int]:
+    """The counters named ``<prefix><reason>``, by reason."""
+    return {
+        k.removeprefix(prefix): int(v) for k, v in sorted(values.items()) if k.startswith(prefix)
+    }
 
 
 def _text(value: str | bytes) -> str:

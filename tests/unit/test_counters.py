@@ -118,7 +118,8 @@ class TestSnapshot:
         data = counters.snapshot().as_dict()
         # then
         assert data == {"added": 2, "removed": 0, "failed": 0, "dead_lettered": 0,
-                        "omitted": {"phone_invalid": 2}, "last_error": None,
+                        "omitted": {"phone_invalid": 2}, "drift": {}, "clamped": {},
+                        "last_error": None,
                         "last_error_at": None, "omitted_total": 2}
 
     def test_a_client_without_decoding_reads_the_same(self, redis_url: str) -> None:
