@@ -61,6 +61,7 @@ _RELEASE = _script("split", "release")
 _EXTEND = _script("split", "extend")
 _DEFER = _script("split", "defer")
 _APPLIED = _script("split", "applied")
+_COUNT_ONCE = _script("split", "count_once")
 
 SEP = "\x1f"  # between items of a script's single list argument
 RETRY = "retry"  # put the user back in pending
@@ -136,6 +137,7 @@ class DesiredState:
         self._record_claim = client.register_script(_RECORD_CLAIM)
         self._defer = client.register_script(_DEFER)
         self._applied = client.register_script(_APPLIED)
+        self._count_once = client.register_script(_COUNT_ONCE)
 
     def record(self, marks: Sequence[Mark], now_ms: int) -> int:
         """Apply ``marks`` atomically; return how many users became pending."""
@@ -223,6 +225,12 @@ class DesiredState:
         """Keep holding users whose asynchronous Klaviyo job is still running."""
         if emails:
             self._extend(args=[self.keys.base, until_ms, SEP.join(emails)])
+
+    def count_once(self, counter: str, emails: Sequence[str]) -> int:
+        """Raise ``counter`` by the users not yet counted under it (set ``{base}:<counter>``)."""
+        if not emails:
+            return 0
+        return int(self._count_once(args=[self.keys.base, counter, SEP.join(emails)]))
 
     def pending_count(self) -> int:
         return int(self.redis.zcard(self.keys.pending))
