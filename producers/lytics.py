@@ -9,11 +9,16 @@ Every ``data.segment_events[]`` entry is one event. Its time is the key named af
 the event (``enter``/``exit``), else ``meta.timestamp``, else the CloudEvents ``time``.
 A body parses completely or raises :class:`PayloadError`, whose message names the
 place (``body[3].data.segment_events[0].enter: not an RFC 3339 timestamp``).
+
+Every event carries the receiver's clock (``received_ns``): the worker moves an event time
+stamped too far ahead of it back to that moment (see ``worker.record``), so the time the
+receiver saw, not the worker's, is what counts.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -91,11 +96,15 @@ def parse_json(raw: bytes) -> object:
         raise PayloadError(f"body: not valid JSON ({exc})") from None
 
 
-def parse_body(body: object, job: ExportJob) -> ParsedBody:
-    """Turn a decoded webhook body into ``job``'s events; all or nothing."""
+def parse_body(body: object, job: ExportJob, received_ns: int | None = None) -> ParsedBody:
+    """Turn a decoded webhook body into ``job``'s events; all or nothing.
+
+    Each event is stamped ``received_ns`` (default: now), the receiver's clock.
+    """
     events: list[AudienceEvent] = []
+    received = time.time_ns() if received_ns is None else received_ns
     if isinstance(body, dict):
-        ignored = _parse_one(body, "body", job, events)
+        ignored = _parse_one(body, "body", job, events, received)
         return ParsedBody(events=events, ignored=ignored, bodies=1)
     if not isinstance(body, list):
         raise PayloadError(f"body: expected an object or an array of objects, got {_kind(body)}")
@@ -106,11 +115,13 @@ def parse_body(body: object, job: ExportJob) -> ParsedBody:
         where = f"body[{index}]"
         if not isinstance(item, dict):
             raise PayloadError(f"{where}: expected an object, got {_kind(item)}")
-        ignored += _parse_one(item, where, job, events)
+        ignored += _parse_one(item, where, job, events, received)
     return ParsedBody(events=events, ignored=ignored, bodies=len(body))
 
 
-def _parse_one(body: dict[str, Any], where: str, job: ExportJob, out: list[AudienceEvent]) -> int:
+def _parse_one(
+    body: dict[str, Any], where: str, job: ExportJob, out: list[AudienceEvent], received: int
+) -> int:
     """Append one body's selected events to ``out``; return how many were ignored."""
     fallback = _fallback_time(body, where)
     data = body.get("data")
@@ -131,7 +142,8 @@ def _parse_one(body: dict[str, Any], where: str, job: ExportJob, out: list[Audie
         if audience is None:
             ignored += 1
             continue
-        out.append(AudienceEvent(audience=audience, action=action, ts_ns=ts_ns, profile=profile))
+        out.append(AudienceEvent(audience=audience, action=action, ts_ns=ts_ns, profile=profile,
+                                 received_ns=received))
     return ignored
 
 

@@ -24,7 +24,7 @@ from worker.flush import FlushContext, Flusher
 from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore
 from worker.klaviyo.errors import redact
-from worker.record import to_marks
+from worker.record import count_marked, mark_events
 from worker.settings import load_settings
 from worker.state import DesiredState
 
@@ -158,7 +158,8 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
         return ChunkOutcome(store.commit(n, {"n": n, "failed": 1, "missing": 1}, {}))
     job = runtime.job(job_id)
     state = DesiredState(runtime.redis_client(), runtime.job_keys(job_id))
-    marks, omitted, dropped = to_marks(job, events)
+    marked = mark_events(job, events)
+    marks = marked.marks
     now = int(time.time() * 1000)
     exported = len(dict.fromkeys(m.email for m in marks))
     job_state = JobStateStore(state.redis, state.keys).get()
@@ -173,11 +174,10 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
         state.record(marks, now)  # the job cannot call Klaviyo now: its flushes catch up later
     if state.pending_count():
         engine.request_flush(job_id, state, schedule_flush)
-    counters = JobCounters(state.redis, state.keys.prefix, job_id)
-    counters.omitted(omitted)  # once per person: a redelivered chunk adds nobody twice
-    counters.dropped(dropped)
+    # once per person: a redelivered chunk adds nobody twice
+    count_marked(JobCounters(state.redis, state.keys.prefix, job_id), marked)
     result = {"n": n, "profiles": len(events), "exported": exported,
-              "omitted": {reason: len(people) for reason, people in omitted.items()}}
+              "omitted": {reason: len(people) for reason, people in marked.omitted.items()}}
     return ChunkOutcome(store.commit(n, result, {}))
 
 

@@ -31,6 +31,11 @@ DEAD_LETTERED = "dead_lettered"
 COUNTS = (ADDED, REMOVED, FAILED, DEAD_LETTERED)
 OMITTED_PREFIX = "omitted:"
 DROPPED_PREFIX = "dropped:"
+# people whose removal Klaviyo never confirmed (``drift:remove_unconfirmed``, worker/lua/release)
+DRIFT_PREFIX = "drift:"
+REMOVE_UNCONFIRMED = DRIFT_PREFIX + "remove_unconfirmed"
+# people with an event time moved back to the receiver's clock (``clamped:future_ts``)
+CLAMPED_PREFIX = "clamped:"
 LAST_ERROR = "last_error"
 LAST_ERROR_AT = "last_error_at"
 MAX_ERROR_CHARS = 1000
@@ -75,6 +80,8 @@ class CounterSnapshot:
     dead_lettered: int = 0
     omitted: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # people with a field left out
+    drift: dict[str, int] = field(default_factory=dict)
+    clamped: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
     last_error_at: str | None = None  # ISO 8601, UTC
 
@@ -143,6 +150,8 @@ class JobCounters:
             **{name: int(values.get(name, 0)) for name in COUNTS},
             omitted=_by_reason(values, OMITTED_PREFIX),
             dropped=_by_reason(values, DROPPED_PREFIX),
+            drift=_by_reason(values, DRIFT_PREFIX),
+            clamped=_by_reason(values, CLAMPED_PREFIX),
             last_error=values.get(LAST_ERROR),
             last_error_at=values.get(LAST_ERROR_AT),
         )

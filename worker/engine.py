@@ -58,7 +58,7 @@ def record(job_id: str, events: Sequence[AudienceEvent], schedule: Scheduler) ->
 
 def request_flush(job_id: str, state: DesiredState, schedule: Scheduler) -> None:
     settings = load_settings()
-    if state.pending_count() >= settings.flush_batch_size:
+    if state.due_count(int(time.time() * 1000)) >= settings.flush_batch_size:
         schedule(job_id, 0.0)
     elif state.redis.set(
         state.keys.flush_timer, 1, nx=True, px=int(settings.flush_interval_seconds * 1000)
@@ -95,7 +95,7 @@ def flush(
     if not _acquire_slot(state, token):
         return FlushOutcome()
     try:
-        if state.pending_count() > 2 * load_settings().flush_batch_size:
+        if state.due_count(int(time.time() * 1000)) > 2 * load_settings().flush_batch_size:
             schedule(job_id, 0.0)  # widen: another flusher can take the next batch
         outcome = Flusher(_context(job, list_id, state, store, schedule_poll)).run()
     finally:
@@ -142,8 +142,10 @@ def _follow_up(
         schedule(job_id, outcome.again_in + random.uniform(0, 0.05))
         return
     state.redis.delete(failures_key)
-    if outcome.claimed and state.pending_count():
+    if outcome.claimed and state.due_count(int(time.time() * 1000)):
         schedule(job_id, 0.0)
+    elif outcome.recheck_in is not None:  # a removal waits for its profile: look again then
+        schedule(job_id, outcome.recheck_in + random.uniform(0, 0.05))
 
 
 def poll_import(job_id: str, kjob_id: str) -> float | None:
@@ -165,7 +167,7 @@ def sweep(job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], 
     _job, keys, state = _parts(job_id)
     now = int(time.time() * 1000)
     stale = state.redis.zcount(keys.inflight, "-inf", now)
-    if state.pending_count() or stale:
+    if state.due_count(now) or stale:
         schedule(job_id, 0.0)
     cutoff = time.time() - 10 * load_settings().poll_interval_seconds
     raw = cast(

@@ -30,15 +30,20 @@ class AudienceEvent(BaseModel):
     action: Action
     ts_ns: int = Field(ge=0)  # event time, nanoseconds since the epoch (Lytics' own clock)
     profile: dict[str, Any]  # only the Lytics fields the job reads (email field + mapped fields)
+    # when the receiver got the event (its own clock, ns); None: a producer that does not say
+    received_ns: int | None = Field(default=None, ge=0)
 
     def to_wire(self) -> dict[str, Any]:
         """A JSON-safe dict for a Celery message."""
-        return {
+        wire: dict[str, Any] = {
             "audience": self.audience,
             "action": self.action.value,
             "ts_ns": self.ts_ns,
             "profile": self.profile,
         }
+        if self.received_ns is not None:
+            wire["received_ns"] = self.received_ns
+        return wire
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> AudienceEvent:

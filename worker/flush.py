@@ -5,6 +5,11 @@ state read in the same atomic step, and sends: removals (list-relationship delet
 the cache or email look-ups), joins (subscribe jobs of 1,000, or force-add bulk
 imports of 10,000 held until Klaviyo finishes them) and attribute refreshes (bulk
 imports). Users whose call did not happen go back to pending; nothing is lost.
+
+Subscribe jobs are asynchronous and have no status: a removal that finds no profile for a
+user Klaviyo was (or may have been) told to subscribe checks again later, with growing
+gaps, until the profile appears and is removed, or until ``removal_wait_seconds`` pass and
+the user is reported as drift (``out?``). The settle time is only the first wait.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 from worker import imports
 from worker.counters import JobCounters
@@ -24,13 +30,33 @@ from worker.jobstate import JobStateStore
 from worker.keys import account_ids_key
 from worker.klaviyo import lists, profiles, subscriptions
 from worker.klaviyo import operations as ops
-from worker.klaviyo.errors import AuthError, KlaviyoRetriableError, RateLimited
-from worker.plan import applied_in, make_plan, profile_attributes
-from worker.state import FORGET, RETRY, Desired, DesiredState
+from worker.klaviyo.errors import (
+    AuthError,
+    BatchTooLarge,
+    KlaviyoFatalError,
+    KlaviyoRetriableError,
+    RateLimited,
+)
+from worker.plan import applied_in, applied_try, make_plan, profile_attributes
+from worker.settings import load_settings
+from worker.state import (
+    FORGET,
+    OUT,
+    OUT_NO_PROFILE,
+    OUT_UNCONFIRMED,
+    RETRY,
+    Desired,
+    DesiredState,
+)
 
 SUBSCRIBE_CHUNK = 1000
 REMOVE_CHUNK = 1000
 LOOKUP_CHUNK = 100
+T = TypeVar("T")
+RECHECK_MIN_SECONDS = 1.0  # first look again for a profile that is not there yet
+RECHECK_MAX_SECONDS = 30.0  # the longest gap between two looks
+# Klaviyo answered, and the answer says the call was not carried out: nobody was told anything.
+NOT_CARRIED_OUT = (Throttled, RateLimited, KlaviyoFatalError, BatchTooLarge)
 
 
 @dataclass
@@ -46,6 +72,9 @@ class FlushContext:
     batch_size: int
     lease_seconds: float
     settle_seconds: float
+    removal_wait_seconds: float = field(
+        default_factory=lambda: load_settings().removal_wait_seconds
+    )
     queue: str = "realtime"
     schedule_poll: Callable[[str], None] = lambda _job_id: None
 
@@ -56,6 +85,7 @@ class FlushOutcome:
     again_in: float | None = None  # seconds until another flush should run
     stopped: str = ""  # why the job stopped calling Klaviyo
     transient: bool = False  # a 5xx, timeout or dropped connection: back off
+    recheck_in: float | None = None  # seconds until a removal waiting for a profile is due
     done: set[str] = field(default_factory=set)
 
 
@@ -150,15 +180,32 @@ class Flusher:
         for start in range(0, len(users), SUBSCRIBE_CHUNK):
             self._subscribe(users[start : start + SUBSCRIBE_CHUNK])
 
+    def _telling(self, batch: list[Desired], send: Callable[[], T]) -> T:
+        """Send a call that may put ``batch`` on the list, recorded as ``try`` first.
+
+        A 5xx, a dropped connection or a crash leaves ``try``: Klaviyo may have acted on the
+        call, so a later removal looks for these users' profiles. An answer that says the call
+        was not carried out (throttled, 429, refused) restores what was recorded before.
+        """
+        self.ctx.state.set_applied([(u.email, applied_try(u)) for u in batch])
+        try:
+            return send()
+        except NOT_CARRIED_OUT:
+            self.ctx.state.set_applied([(u.email, u.applied) for u in batch])
+            raise
+
     def _subscribe(self, chunk: list[Desired]) -> None:
         def send(batch: list[Desired]) -> None:
             people = [
                 subscriptions.SubscribeProfile(email=u.email, consented_at=None) for u in batch
             ]
-            self.ctx.gate(
-                ops.BULK_SUBSCRIBE,
-                lambda: subscriptions.subscribe_profiles(
-                    self.ctx.gate.client, self.ctx.list_id, people
+            self._telling(
+                batch,
+                lambda: self.ctx.gate(
+                    ops.BULK_SUBSCRIBE,
+                    lambda: subscriptions.subscribe_profiles(
+                        self.ctx.gate.client, self.ctx.list_id, people
+                    ),
                 ),
             )
 
@@ -180,9 +227,13 @@ class Flusher:
 
             def send(batch: list[Desired], lid: str | None = list_id) -> None:
                 records = [profile_attributes(u) for u in batch]
-                job = self.ctx.gate(
-                    ops.BULK_IMPORT, lambda: imports.create(self.ctx.gate.client, records, lid)
+                create = partial(
+                    self.ctx.gate,
+                    ops.BULK_IMPORT,
+                    lambda: imports.create(self.ctx.gate.client, records, lid),
                 )
+                # an attribute refresh (no list) changes no membership: nothing to record first
+                job = create() if lid is None else self._telling(batch, create)
                 imports.register(self.ctx.state, job.id, batch, hold=lid is not None)
                 self.ctx.schedule_poll(job.id)
 
@@ -196,7 +247,9 @@ class Flusher:
     # --- removals ------------------------------------------------------------------------------
     def _leave(self, users: list[Desired]) -> None:
         ids = self._profile_ids([u.email for u in users])
-        self._release([(u.email, "out0") for u in users if u.email not in ids])
+        absent = [u for u in users if u.email not in ids]
+        self._release([(u.email, OUT_NO_PROFILE) for u in absent if not u.may_be_present])
+        self._await_profiles([u for u in absent if u.may_be_present])
         present = [u for u in users if u.email in ids]
         for start in range(0, len(present), REMOVE_CHUNK):
             chunk = present[start : start + REMOVE_CHUNK]
@@ -207,7 +260,34 @@ class Flusher:
                 [ids[u.email] for u in chunk],
             )
             self.ctx.gate(ops.REMOVE_PROFILES_FROM_LIST, remove)
-            self._release([(u.email, "out") for u in chunk])
+            self._release([(u.email, OUT) for u in chunk])
+
+    def _await_profiles(self, users: list[Desired]) -> None:
+        """No profile yet for users Klaviyo may have been told to subscribe: look again later.
+
+        Each waits on its own clock (the gap grows with the time already waited), so the
+        rest of the batch goes on; past ``removal_wait_seconds`` the user is drift (``out?``).
+        """
+        if not users:
+            return
+        now = now_ms()
+        since = self.ctx.state.removal_waits([u.email for u in users])
+        bound_ms = int(self.ctx.removal_wait_seconds * 1000)
+        waits: list[tuple[str, int, int]] = []
+        expired: list[tuple[str, str]] = []
+        for user in users:
+            start = since.get(user.email, now)
+            if now - start >= bound_ms:
+                expired.append((user.email, OUT_UNCONFIRMED))
+            else:
+                waits.append((user.email, now + recheck_ms(now - start, bound_ms), start))
+        self._release(expired)
+        self.ctx.state.defer(waits)
+        self.outcome.done.update(email for email, _, _ in waits)
+        if waits:
+            soonest = (min(due for _, due, _ in waits) - now) / 1000
+            current = self.outcome.recheck_in
+            self.outcome.recheck_in = soonest if current is None else min(current, soonest)
 
     def _profile_ids(self, emails: list[str]) -> dict[str, str]:
         """Profile ids from the account's cache, then from paged email look-ups."""
@@ -231,3 +311,10 @@ class Flusher:
                 redis.hset(key, mapping=found)  # type: ignore[arg-type]  # redis-py Mapping is invariant
             ids.update(found)
         return ids
+
+
+def recheck_ms(waited_ms: int, bound_ms: int) -> int:
+    """The gap before looking again for a profile: half the time waited so far, kept between
+    ``RECHECK_MIN_SECONDS`` and ``RECHECK_MAX_SECONDS``, and never past the bound."""
+    gap = min(RECHECK_MAX_SECONDS * 1000, max(RECHECK_MIN_SECONDS * 1000, waited_ms / 2))
+    return max(1, int(min(gap, bound_ms - waited_ms)))

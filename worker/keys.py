@@ -37,6 +37,14 @@ class JobKeys:
         return f"{self.base}:applied"
 
     @property
+    def removal_waits(self) -> str:
+        return f"{self.base}:removal-waits"
+
+    @property
+    def drift(self) -> str:
+        return f"{self.base}:drift"
+
+    @property
     def flushers(self) -> str:
         return f"{self.base}:flushers"
 

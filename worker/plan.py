@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from worker.state import FORGET, Desired
+from worker.state import APPLIED_IN, APPLIED_TRY, FORGET, Desired, applied_code
 
 
 @dataclass
@@ -26,7 +26,7 @@ def make_plan(users: Sequence[Desired]) -> Plan:
             plan.join.append(user)
         elif user.member and user.fields_ts > user.applied_fields_ts:
             plan.refresh.append(user)
-        elif not user.member and user.applied not in ("out", "out0"):
+        elif not user.member and not user.applied_out:
             plan.leave.append(user)
         else:
             plan.unchanged.append((user.email, FORGET))
@@ -35,7 +35,12 @@ def make_plan(users: Sequence[Desired]) -> Plan:
 
 def applied_in(user: Desired) -> str:
     """The ``applied`` value that records a member with these fields."""
-    return f"in|{user.fields_ts}"
+    return applied_code(APPLIED_IN, user.fields_ts)
+
+
+def applied_try(user: Desired) -> str:
+    """The ``applied`` value of a user whose subscribe is on its way (outcome unknown)."""
+    return applied_code(APPLIED_TRY, user.fields_ts)
 
 
 def profile_attributes(user: Desired) -> dict[str, object]:

@@ -1,9 +1,15 @@
 """Turn audience events into desired-state marks; count who cannot be exported and why.
 
-Omitted people and people with a field left out are counted once each (see
-``worker.counters``): the same body sent again, or a person in several audiences, adds nothing.
-A person without a usable email is known by Lytics' ``_uid`` when the event carries it, else by
-the email value as sent, else by the profile itself.
+Omitted people, people with a field left out and people whose event time was corrected are
+counted once each (see ``worker.counters``): the same body sent again, or a person in several
+audiences, adds nothing. A person without a usable email is known by Lytics' ``_uid`` when the
+event carries it, else by the email value as sent, else by the profile itself.
+
+An event time further than ``MAX_EVENT_SKEW_SECONDS`` ahead of the receiver's clock (the
+``received_ns`` the webhook stamps; the worker's own clock when a producer did not stamp one)
+is moved back to that clock: the event still counts, but any later real event outranks it,
+where a time like 2099 would have pinned the user forever. Each such person is counted once,
+as ``clamped:future_ts``.
 """
 
 from __future__ import annotations
@@ -11,20 +17,22 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from worker.counters import JobCounters, person_digest
+from worker.counters import CLAMPED_PREFIX, JobCounters, person_digest
 from worker.events import Action, AudienceEvent
 from worker.jobs import LYTICS_UID_FIELD, ExportJob
 from worker.normalize import map_profile
+from worker.settings import load_settings
 from worker.state import DesiredState, Mark
 
-People = dict[str, set[str]]  # reason → person digests
-
 ACTION_CODE = {Action.ENTER: "E", Action.EXIT: "X", Action.CHANGE: "C"}
+FUTURE_TS = "future_ts"  # reason: stamped too far ahead of the receiver's clock
+
+People = dict[str, set[str]]  # reason → person digests
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,16 @@ class Recorded:
     marks: int
     changed: int
     omitted: dict[str, int]  # people in these events left out, by reason
+
+
+@dataclass
+class Marked:
+    """What a batch of events comes to: marks, and who was left out or corrected, and why."""
+
+    marks: list[Mark] = field(default_factory=list)
+    omitted: People = field(default_factory=lambda: defaultdict(set))  # people left out
+    dropped: People = field(default_factory=lambda: defaultdict(set))  # a field left out
+    clamped: People = field(default_factory=lambda: defaultdict(set))  # time corrected
 
 
 def identity(job: ExportJob, profile: dict[str, Any]) -> str:
@@ -45,40 +63,63 @@ def identity(job: ExportJob, profile: dict[str, Any]) -> str:
     return "profile:" + orjson.dumps(profile, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def to_marks(job: ExportJob, events: Sequence[AudienceEvent]) -> tuple[list[Mark], People, People]:
-    """Marks for exportable events; omitted people and people with dropped fields, by reason."""
-    marks: list[Mark] = []
-    omitted: People = defaultdict(set)
-    dropped: People = defaultdict(set)
+def event_time(event: AudienceEvent, now_ns: int, max_skew_ns: int) -> int | None:
+    """The receive time when ``event`` is stamped more than ``max_skew_ns`` ahead of it, else
+    None (its own time stands). The receiver's clock counts; the worker's when none was sent,
+    or when the receiver's is itself ahead of the worker's."""
+    reference = now_ns if event.received_ns is None else min(event.received_ns, now_ns)
+    return reference if event.ts_ns > reference + max_skew_ns else None
+
+
+def mark_events(
+    job: ExportJob,
+    events: Sequence[AudienceEvent],
+    *,
+    now_ns: int | None = None,
+    max_skew_seconds: float | None = None,
+) -> Marked:
+    """Marks for exportable events, with their times checked against the receiver's clock."""
+    now = time.time_ns() if now_ns is None else now_ns
+    skew = load_settings().max_event_skew_seconds if max_skew_seconds is None else max_skew_seconds
+    skew_ns = int(skew * 1_000_000_000)
+    out = Marked()
     for event in events:
         if not job.selects(event.audience):
             continue
         mapped = map_profile(job, event.profile)
         if mapped.email is None:
             # An exit with no usable email cannot name anyone to remove; an enter is not exported.
-            omitted[mapped.omitted or "no_email"].add(person_digest(identity(job, event.profile)))
+            out.omitted[mapped.omitted or "no_email"].add(
+                person_digest(identity(job, event.profile)))
             continue
+        person = person_digest(f"email:{mapped.email}")
         for reason in mapped.dropped:
-            dropped[reason].add(person_digest(f"email:{mapped.email}"))
+            out.dropped[reason].add(person)
+        ts_ns = event.ts_ns
+        clamped = event_time(event, now, skew_ns)
+        if clamped is not None:
+            ts_ns = clamped
+            out.clamped[FUTURE_TS].add(person)
         attributes = {k: v for k, v in mapped.attributes.items() if k != "email"}
-        marks.append(
-            Mark(
-                mapped.email,
-                event.audience,
-                ACTION_CODE[event.action],
-                event.ts_ns,
-                attributes or None,
-            )
+        out.marks.append(
+            Mark(mapped.email, event.audience, ACTION_CODE[event.action], ts_ns, attributes or None)
         )
-    return marks, omitted, dropped
+    return out
+
+
+def count_marked(counters: JobCounters, marked: Marked) -> None:
+    """Count the people a batch left out or corrected, once each."""
+    counters.omitted(marked.omitted)
+    counters.dropped(marked.dropped)  # fields left out of an exported profile: not omitted
+    counters.count_people({CLAMPED_PREFIX + r: people for r, people in marked.clamped.items()})
 
 
 def record_events(
     job: ExportJob, state: DesiredState, counters: JobCounters, events: Sequence[AudienceEvent]
 ) -> Recorded:
     """Record events for ``job``; return how many users became pending."""
-    marks, omitted, dropped = to_marks(job, events)
-    changed = state.record(marks, int(time.time() * 1000))
-    counters.omitted(omitted)
-    counters.dropped(dropped)  # fields left out of an exported profile: not an omitted user
-    return Recorded(len(marks), changed, {reason: len(p) for reason, p in omitted.items()})
+    marked = mark_events(job, events)
+    changed = state.record(marked.marks, int(time.time() * 1000))
+    count_marked(counters, marked)
+    return Recorded(len(marked.marks), changed,
+                    {reason: len(people) for reason, people in marked.omitted.items()})

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(default=5, ge=1)
     webhook_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     webhook_max_queue_depth: int = Field(default=100_000, ge=1)
+    # Event time and asynchronous Klaviyo jobs: how long a removal waits for a profile that
+    # a subscribe job has not created yet, and how far ahead of our clock an event may be.
+    removal_wait_seconds: PositiveFloat = 900.0
+    max_event_skew_seconds: float = Field(default=300.0, ge=0)
 
     @field_validator("klaviyo_api_key")
     @classmethod

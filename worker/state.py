@@ -12,6 +12,22 @@ Lua scripts (``worker/lua/``) keep every change atomic:
   step, so they go from their event straight to a lease without a trip through pending.
 - ``release``: record what Klaviyo was told (``applied``), count transitions once,
   and hand back users to retry.
+- ``defer``: hand back users whose removal waits for their profile, due at their own time
+  (a pending score in the future), remembering when the wait began (``removal-waits``).
+- ``applied``: set users' ``applied`` codes while they stay claimed (``try`` before a send).
+
+What Klaviyo was last told about a user, the ``applied`` hash, uses these codes (the Lua
+scripts read the same prefixes; docs/architecture.md lists them too):
+
+- ``in|<fields_ts>``: subscribed (or force-added) with those fields; counted in ``added``.
+- ``try|<fields_ts>``: a subscribe or force-add is being sent, or was sent and its outcome is
+  unknown (a 5xx, a dropped connection, a crash): Klaviyo *may* have been told. A member is
+  sent again; a removal treats the user as possibly present. Not counted.
+- ``out``: removed from the list; counted in ``removed`` when the user was counted in.
+- ``out0``: nothing to remove: Klaviyo was never told to subscribe and has no profile.
+- ``out?``: the removal found no profile within ``REMOVAL_WAIT_SECONDS`` of its first try:
+  counted in ``removed`` (no profile, so not on the list) and as ``drift:remove_unconfirmed``,
+  and kept in the job's ``drift`` set: Klaviyo may still add the user if its job ever runs.
 
 Timestamps are 20-digit zero-padded nanosecond strings: Lua numbers are doubles
 and would lose nanoseconds, strings compare exactly.
@@ -43,10 +59,24 @@ _RECORD_CLAIM = _script("split", "mark", "describe", "record_claim")
 _CLAIM = _script("split", "describe", "claim")
 _RELEASE = _script("split", "release")
 _EXTEND = _script("split", "extend")
+_DEFER = _script("split", "defer")
+_APPLIED = _script("split", "applied")
 
 SEP = "\x1f"  # between items of a script's single list argument
 RETRY = "retry"  # put the user back in pending
 FORGET = ""  # drop the claim only (dead-lettered)
+
+# ``applied`` codes (see the module docstring); the Lua scripts use the same strings.
+APPLIED_IN = "in"
+APPLIED_TRY = "try"
+OUT = "out"
+OUT_NO_PROFILE = "out0"
+OUT_UNCONFIRMED = "out?"
+
+
+def applied_code(code: str, fields_ts: str) -> str:
+    """An ``in`` or ``try`` value: the code with the fields it carries."""
+    return f"{code}|{fields_ts}"
 
 
 def pad_ts(ts_ns: int) -> str:
@@ -71,11 +101,22 @@ class Desired(NamedTuple):
     member: bool  # in at least one selected audience
     fields_ts: str  # "" when no fields are recorded
     attributes: dict[str, Any]
-    applied: str | None  # "in|<fields_ts>", "out", "out0" or None
+    applied: str | None  # an ``applied`` code (module docstring) or None: never told
 
     @property
     def applied_in(self) -> bool:
-        return bool(self.applied and self.applied.startswith("in"))
+        """Klaviyo accepted a subscribe (or force-add) for this user."""
+        return bool(self.applied and self.applied.startswith(APPLIED_IN + "|"))
+
+    @property
+    def applied_out(self) -> bool:
+        """Klaviyo was last told to remove this user, or there was nobody to remove."""
+        return bool(self.applied and self.applied.startswith(OUT))
+
+    @property
+    def may_be_present(self) -> bool:
+        """Klaviyo was (or may have been) told to subscribe: its profile may yet appear."""
+        return self.applied_in or bool(self.applied and self.applied.startswith(APPLIED_TRY + "|"))
 
     @property
     def applied_fields_ts(self) -> str:
@@ -93,6 +134,8 @@ class DesiredState:
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
         self._record_claim = client.register_script(_RECORD_CLAIM)
+        self._defer = client.register_script(_DEFER)
+        self._applied = client.register_script(_APPLIED)
 
     def record(self, marks: Sequence[Mark], now_ms: int) -> int:
         """Apply ``marks`` atomically; return how many users became pending."""
@@ -140,10 +183,41 @@ class DesiredState:
     def release(
         self, outcomes: Sequence[tuple[str, str]], now_ms: int, settle_until_ms: int = 0
     ) -> None:
-        """Record each user's outcome: ``in|<ts>``, ``out``, ``out0``, RETRY or FORGET."""
+        """Record each user's outcome: ``in|<ts>``, ``out``, ``out0``, ``out?``, RETRY or FORGET."""
         if outcomes:
             items = SEP.join(f"{email}{SEP}{value}" for email, value in outcomes)
             self._release(args=[self.keys.base, now_ms, settle_until_ms, items])
+
+    def set_applied(self, values: Sequence[tuple[str, str | None]]) -> None:
+        """Set users' ``applied`` codes (None deletes) without releasing their claim."""
+        if values:
+            items = SEP.join(f"{email}{SEP}{value or ''}" for email, value in values)
+            self._applied(args=[self.keys.base, items])
+
+    def defer(self, waits: Sequence[tuple[str, int, int]]) -> None:
+        """Release (email, due_ms, waiting_since_ms) users to pending, each due at its time."""
+        if waits:
+            items = SEP.join(f"{email}{SEP}{due}{SEP}{since}" for email, due, since in waits)
+            self._defer(args=[self.keys.base, items])
+
+    def removal_waits(self, emails: Sequence[str]) -> dict[str, int]:
+        """Since when (ms) each of these users' removal has been waiting for its profile."""
+        if not emails:
+            return {}
+        raw = self.redis.hmget(self.keys.removal_waits, list(emails))
+        return {e: int(v) for e, v in zip(emails, raw, strict=True) if v}
+
+    def waiting_count(self) -> int:
+        """Users whose removal is waiting for their Klaviyo profile to appear."""
+        return int(self.redis.hlen(self.keys.removal_waits))
+
+    def drift_count(self) -> int:
+        """Users whose removal was never confirmed (no profile appeared in time)."""
+        return int(self.redis.zcard(self.keys.drift))
+
+    def due_count(self, now_ms: int) -> int:
+        """Pending users a flush may take now (not a check deferred to later)."""
+        return int(self.redis.zcount(self.keys.pending, "-inf", now_ms))
 
     def extend(self, emails: Sequence[str], until_ms: int) -> None:
         """Keep holding users whose asynchronous Klaviyo job is still running."""

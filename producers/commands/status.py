@@ -39,6 +39,8 @@ def job_status(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any]:
         "reason": state.reason,
         "pending": desired.pending_count(),
         "inflight": desired.inflight_count(),
+        "awaiting_profile": desired.waiting_count(),
+        "drift_users": desired.drift_count(),
         **counters.as_dict(),
         "backfill": _backfill(client, prefix, job_id),
     }
@@ -62,6 +64,11 @@ def _line(row: dict[str, Any]) -> str:
         f"dead-lettered {row['dead_lettered']}",
         f"pending {row['pending']}",
     ]
+    if row.get("awaiting_profile"):
+        parts.append(f"removals awaiting a profile {row['awaiting_profile']}")
+    for name in ("drift", "clamped"):
+        if row.get(name):
+            parts.append(f"{name} {sum(row[name].values())} {row[name]}")
     if row.get("backfill"):
         parts.append(row["backfill"]["text"])
     if row.get("reason"):

@@ -28,3 +28,22 @@ def stack(
     s = Stack(redis_url=redis_url, sandbox_url=sandbox_server.url, workdir=tmp_path)
     yield s
     s.stop_all()
+
+
+@pytest.fixture
+def slow_sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxServer]:
+    """A sandbox whose asynchronous jobs take ``request.param`` seconds (6 unless parametrized
+    with ``indirect=True``): Klaviyo under load, when no fixed settle time is enough."""
+    server = SandboxServer(speed=1.0, job_delay=float(getattr(request, "param", 6.0))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slow_stack(
+    redis_server: RedisServer, redis_url: str, slow_sandbox: SandboxServer, tmp_path: Path
+) -> Iterator[Stack]:
+    """``stack`` against ``slow_sandbox``."""
+    s = Stack(redis_url=redis_url, sandbox_url=slow_sandbox.url, workdir=tmp_path)
+    yield s
+    s.stop_all()

@@ -107,6 +107,7 @@ class TestEnqueue:
         assert out.startswith("enqueued 5 events for job 'vip' in 1 messages")
         events = queued_events(redis.Redis.from_url(redis_url), "clitest")
         assert len(events) == 5
+        assert all(isinstance(e.pop("received_ns"), int) for e in events)  # enqueue time
         assert events[0] == {"audience": "vip_buyers", "action": "enter", "ts_ns": TS_NS,
                              "profile": {"email": "ann@example.com", "_uid": "a1b2c3"}}
 

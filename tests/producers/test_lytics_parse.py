@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from lytics_samples import (
     META_TS,
@@ -19,6 +21,8 @@ from lytics_samples import (
 from producers.lytics import MAX_BODIES, PayloadError, parse_body, parse_json, parse_timestamp
 from worker.events import Action, AudienceEvent
 from worker.jobs import ExportJob
+
+RECEIVED_NS = 1_800_000_000_000_000_000  # the receiver's clock in these specs
 
 
 class TestTimestamps:
@@ -48,17 +52,39 @@ class TestTimestamps:
             parse_timestamp(text)
 
 
+class TestReceiveTime:
+    def test_every_event_carries_the_receivers_clock(self, job: ExportJob) -> None:
+        """The receiver stamps each event with its own clock; the event time stays the source's,
+        however far ahead it is: the worker judges it against the receive time."""
+        payload = body(segment_event("enter", ts="2099-01-01T00:00:00Z"),
+                       segment_event("exit", ts="9999-12-31T23:59:59.999999999Z"))
+        parsed = parse_body(payload, job, received_ns=RECEIVED_NS)
+        assert [(e.ts_ns, e.received_ns) for e in parsed.events] == [
+            (4_070_908_800_000_000_000, RECEIVED_NS),
+            (253_402_300_799_999_999_999, RECEIVED_NS),
+        ]
+        assert all(e.to_wire()["received_ns"] == RECEIVED_NS for e in parsed.events)
+
+    def test_without_a_given_time_the_clock_is_now(self, job: ExportJob) -> None:
+        """The webhook and the enqueue command pass nothing: the receive time is now."""
+        before = time.time_ns()
+        (event,) = parse_body(body(segment_event("enter")), job).events
+        assert event.received_ns is not None
+        assert before <= event.received_ns <= time.time_ns()
+
+
 class TestShapes:
     def test_default_body(self, job: ExportJob) -> None:
         """The documented single body gives one event in the job's name, time and profile fields."""
         # given
         payload = body(segment_event("enter"), first_name="Ann", city="Oslo")
         # when
-        parsed = parse_body(payload, job)
+        parsed = parse_body(payload, job, received_ns=RECEIVED_NS)
         # then
         profile = {"email": "ann@example.com", "first_name": "Ann", "_uid": "a1b2c3"}
         assert parsed.events == [
-            AudienceEvent(audience=VIP_SLUG, action=Action.ENTER, ts_ns=TS_NS, profile=profile)]
+            AudienceEvent(audience=VIP_SLUG, action=Action.ENTER, ts_ns=TS_NS, profile=profile,
+                          received_ns=RECEIVED_NS)]
         assert (parsed.ignored, parsed.bodies) == (0, 1)
 
     def test_array_of_bodies(self, job: ExportJob) -> None:
@@ -70,10 +96,12 @@ class TestShapes:
 
     def test_cloudevents_envelope(self, job: ExportJob) -> None:
         """A CloudEvents body is read like the default one, with ``time`` as the fallback."""
-        parsed = parse_body(cloud_event(segment_event("exit", ts=None)), job)
+        parsed = parse_body(cloud_event(segment_event("exit", ts=None)), job,
+                            received_ns=RECEIVED_NS)
         assert parsed.events == [AudienceEvent(audience=VIP_SLUG, action=Action.EXIT,
                                                ts_ns=META_TS_NS,
-                                               profile={"email": "ann@example.com"})]
+                                               profile={"email": "ann@example.com"},
+                                               received_ns=RECEIVED_NS)]
 
     def test_mixed_array(self, job: ExportJob) -> None:
         """An array may mix default bodies and CloudEvents."""

@@ -151,7 +151,8 @@ class TestSnapshot:
         # then
         assert data == {"added": 2, "removed": 0, "failed": 0, "dead_lettered": 0,
                         "omitted": {"no_email": 2}, "dropped": {"phone_invalid": 1},
-                        "last_error": None, "last_error_at": None, "omitted_total": 2}
+                        "drift": {}, "clamped": {}, "last_error": None, "last_error_at": None,
+                        "omitted_total": 2}
 
     def test_a_client_without_decoding_reads_the_same(self, redis_url: str) -> None:
         """Counters read the same through a client that returns bytes."""

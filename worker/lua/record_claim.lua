@@ -14,14 +14,16 @@ for _, e in ipairs(order) do
   if dirty[e] then changed = changed + 1 end
   -- an expired lease is a flusher that died: its users are claimable, as in claim
   local held = redis.call('ZSCORE', inflight, e)
-  if dirty[e] or held or redis.call('ZSCORE', pending, e) then
+  -- a pending score in the future is a deferred check: not due unless the chunk changed it
+  local due = tonumber(redis.call('ZSCORE', pending, e) or 'inf') <= now
+  if dirty[e] or held or due then
     local settle = tonumber(redis.call('ZSCORE', settling, e) or '0')
     if tonumber(held or '0') <= now and settle <= now then
       redis.call('ZREM', pending, e)
       redis.call('ZADD', inflight, lease, e)
       describe(base, e, out)
     elseif dirty[e] then
-      redis.call('ZADD', pending, 'NX', ARGV[2], e)
+      redis.call('ZADD', pending, 'LT', ARGV[2], e)
     end
   end
 end
