@@ -26,22 +26,24 @@ def _scan(sleeps: list[float] | None = None, attempts: int = 4) -> ScanSource:
 
 
 class TestFiles:
-    def test_jsonl_keeps_the_jobs_fields_and_a_selected_audience(self, tmp_path: Path) -> None:
-        """A JSON-lines profile keeps the email and mapped fields, and a selected audience."""
+    def test_jsonl_keeps_the_jobs_fields_and_its_selected_audiences(self, tmp_path: Path) -> None:
+        """A JSON-lines profile keeps the email and mapped fields, and the selected audiences
+        its segments name; an unreadable line is still one (email-less) person."""
         path = tmp_path / "p.jsonl"
         path.write_text(json.dumps({"email": "a@x.io", "first_name": "A", "ltv": 3,
                                     "segments": ["other", "buyers"]}) + "\n\n" + "{broken\n")
         got = list(FileSource(path, JOB).members({}))
-        assert [(m.profile, m.audience) for m in got] == [
-            ({"email": "a@x.io", "first_name": "A"}, "buyers"), ({}, "vip")]
+        assert [(m.profile, m.audiences) for m in got] == [
+            ({"email": "a@x.io", "first_name": "A"}, ("buyers",)), ({}, ("vip", "buyers"))]
 
     def test_csv_with_header_row_and_segments_column(self, tmp_path: Path) -> None:
-        """A CSV row becomes a profile; empty cells are absent; segments may be a list in a cell."""
+        """A CSV row becomes a profile; empty cells are absent, except an empty segments cell,
+        which places the row in no audience; segments may be a list in a cell."""
         path = tmp_path / "p.csv"
         path.write_text("email,first_name,segments\nb@x.io,,\"x;buyers\"\nc@x.io,C,\n")
         got = list(FileSource(path, JOB).members({}))
-        assert [(m.profile, m.audience) for m in got] == [
-            ({"email": "b@x.io"}, "buyers"), ({"email": "c@x.io", "first_name": "C"}, "vip")]
+        assert [(m.profile, m.audiences, m.omitted) for m in got] == [
+            ({"email": "b@x.io"}, ("buyers",), None), ({}, (), "not_in_audience")]
 
     def test_format_from_extension_or_content_and_cheap_count(self, tmp_path: Path) -> None:
         """Without a known extension the first byte decides; the count skips the CSV header."""

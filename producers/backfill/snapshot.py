@@ -1,0 +1,62 @@
+"""The time a backfill's data describes: every enter it makes carries it, not the run's start.
+
+The engine keeps the newest event per user and audience, so an exit recorded after the
+snapshot wins over the backfill's enter, and one recorded before it loses. A time in the
+future would outrank every real exit to come: beyond ``FUTURE_SKEW_NS`` it is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from producers.lytics import parse_timestamp
+
+FUTURE_SKEW_NS = 300 * 1_000_000_000  # clocks of the exporting machine and ours may differ
+_MS_FROM = 100_000_000_000  # a bare number at least this big is milliseconds (year 5138 in s)
+
+
+class SnapshotError(ValueError):
+    """A snapshot time that cannot be used; the message says why."""
+
+
+def parse_as_of(text: str, now_ns: int | None = None) -> int:
+    """``--as-of``: RFC 3339, not in the future (beyond the skew) → nanoseconds."""
+    try:
+        ts_ns = parse_timestamp(text.strip())
+    except ValueError as exc:
+        raise SnapshotError(f"--as-of {text!r}: {exc} (e.g. 2024-05-01T12:00:00Z)") from None
+    _not_future(ts_ns, now_ns, f"--as-of {text!r}")
+    return ts_ns
+
+
+def row_timestamp(value: object, now_ns: int | None = None) -> int:
+    """A row's own snapshot time: RFC 3339, or seconds or milliseconds since the epoch."""
+    if isinstance(value, bool):
+        raise SnapshotError("not a timestamp")
+    if isinstance(value, str) and not _numeric(value):
+        ts_ns = parse_timestamp(value.strip())
+    elif isinstance(value, (int, float, str)):
+        number = float(value)
+        if not (math.isfinite(number) and number >= 0):
+            raise SnapshotError("not a timestamp")
+        ts_ns = int(number * (1_000_000 if number >= _MS_FROM else 1_000_000_000))
+    else:
+        raise SnapshotError("not a timestamp")
+    _not_future(ts_ns, now_ns, "timestamp")
+    return ts_ns
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _not_future(ts_ns: int, now_ns: int | None, what: str) -> None:
+    now = time.time_ns() if now_ns is None else now_ns
+    if ts_ns > now + FUTURE_SKEW_NS:
+        raise SnapshotError(f"{what} is in the future (more than "
+                            f"{FUTURE_SKEW_NS // 1_000_000_000} s ahead of this machine's clock)")
