@@ -7,8 +7,8 @@ future would outrank every real exit to come: beyond ``FUTURE_SKEW_NS`` it is re
 
 from __future__ import annotations
 
-import math
 import time
+from decimal import Decimal, InvalidOperation
 
 from producers.lytics import parse_timestamp
 
@@ -32,27 +32,25 @@ def parse_as_of(text: str, now_ns: int | None = None) -> int:
 
 def row_timestamp(value: object, now_ns: int | None = None) -> int:
     """A row's own snapshot time: RFC 3339, or seconds or milliseconds since the epoch."""
-    if isinstance(value, bool):
-        raise SnapshotError("not a timestamp")
-    if isinstance(value, str) and not _numeric(value):
+    number = _number(value)
+    if number is None and isinstance(value, str):
         ts_ns = parse_timestamp(value.strip())
-    elif isinstance(value, (int, float, str)):
-        number = float(value)
-        if not (math.isfinite(number) and number >= 0):
-            raise SnapshotError("not a timestamp")
-        ts_ns = int(number * (1_000_000 if number >= _MS_FROM else 1_000_000_000))
+    elif number is not None and number.is_finite() and number >= 0:
+        ts_ns = int(number * (10**6 if number >= _MS_FROM else 10**9))
     else:
         raise SnapshotError("not a timestamp")
     _not_future(ts_ns, now_ns, "timestamp")
     return ts_ns
 
 
-def _numeric(text: str) -> bool:
+def _number(value: object) -> Decimal | None:
+    """An exact number (so milliseconds stay whole), None when ``value`` is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
     try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
 
 
 def _not_future(ts_ns: int, now_ns: int | None, what: str) -> None:
