@@ -1,17 +1,18 @@
 """A backfill chunk as stored in Redis: one row per person, and the marks the worker makes of it.
 
-A chunk is ``{"rows": [...], "omitted": {reason: n}}``. A row is one person with every
-selected audience the source places them in, and the source's snapshot time::
+A chunk is ``{"rows": [...], "omitted": {reason: n}}``. A row is one person's enter: an
+``AudienceEvent`` (``action`` defaults to enter) whose ``also`` names the person's other
+selected audiences, at the source's snapshot time::
 
-    {"audiences": ["vip", "buyers"], "ts_ns": 1700000000000000000, "profile": {"email": ...}}
+    {"audience": "vip", "also": ["buyers"], "ts_ns": 1700000000000000000, "profile": {...}}
 
 ``omitted`` counts the people the producer left out before the chunk (``not_in_audience``:
 their ``segments`` name none of the job's audiences; ``invalid_timestamp``: their snapshot
-time cannot be used). The chunk holds at most the mode's bulk cap of rows, so one chunk never
+time cannot be used). A chunk holds at most the mode's bulk cap of rows, so one chunk never
 claims more users than one Klaviyo call takes, however many audiences each row names.
 
-A chunk written before this format (a JSON array of enter events, one audience each) is read
-as rows of one audience, so a run in flight across an upgrade finishes.
+A chunk written before this format (a JSON array of enter events) is a list of rows without
+``also``, so a run in flight across an upgrade finishes.
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ NOT_IN_AUDIENCE = "not_in_audience"
 INVALID_TIMESTAMP = "invalid_timestamp"
 
 
-class ChunkRow(BaseModel):
-    """One person: the selected audiences they are in, at the source's snapshot time."""
+class ChunkRow(AudienceEvent):
+    """One person entering ``audience`` and every audience in ``also``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    action: Action = Action.ENTER
+    also: tuple[str, ...] = ()
 
-    audiences: tuple[str, ...]
-    ts_ns: int = Field(ge=0)
-    profile: dict[str, Any]
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return (self.audience, *self.also)
 
 
 class Chunk(BaseModel):
@@ -55,7 +57,7 @@ class Chunk(BaseModel):
 
 
 _CHUNK = TypeAdapter(Chunk)
-_LEGACY = TypeAdapter(list[AudienceEvent])
+_LEGACY = TypeAdapter(list[ChunkRow])
 
 
 def chunk_json(rows: list[dict[str, Any]], omitted: dict[str, int]) -> bytes:
@@ -64,13 +66,11 @@ def chunk_json(rows: list[dict[str, Any]], omitted: dict[str, int]) -> bytes:
 
 
 def chunk_from_json(raw: bytes | str) -> Chunk:
-    """A stored chunk, validated in one pass; a legacy event array becomes one-audience rows."""
+    """A stored chunk, validated in one pass (a legacy event array included)."""
     text = raw.encode() if isinstance(raw, str) else raw
-    if not text.lstrip().startswith(b"["):
-        return _CHUNK.validate_json(text)
-    rows = [ChunkRow(audiences=(e.audience,), ts_ns=e.ts_ns, profile=e.profile)
-            for e in _LEGACY.validate_json(text)]
-    return Chunk(rows=rows)
+    if text.lstrip().startswith(b"["):
+        return Chunk(rows=_LEGACY.validate_json(text))
+    return _CHUNK.validate_json(text)
 
 
 @dataclass
@@ -89,21 +89,22 @@ class ChunkMarks:
 def chunk_marks(job: ExportJob, chunk: Chunk) -> ChunkMarks:
     """One enter mark per selected audience of each row; each person counted once.
 
-    Rows are grouped by their audiences, so a profile is mapped once (``to_marks`` on one
-    event per person) and its marks for the other audiences are copies of the first.
+    Rows are grouped by their audiences, so a profile is mapped once (``to_marks`` on the row
+    itself) and its marks for the other audiences are copies of the first.
     """
     out = ChunkMarks(omitted=Counter(chunk.omitted))
     groups: dict[tuple[str, ...], list[ChunkRow]] = {}
     for row in chunk.rows:
-        selected = tuple(dict.fromkeys(a for a in row.audiences if job.selects(a)))
-        if selected:
-            groups.setdefault(selected, []).append(row)
-        else:  # the jobs file changed since dispatch: nobody is exported outside the job
-            out.omitted[NOT_IN_AUDIENCE] += 1
+        audiences, kept = row.audiences, row
+        if not all(job.selects(a) for a in audiences):  # the jobs file changed since dispatch
+            audiences = tuple(dict.fromkeys(a for a in audiences if job.selects(a)))
+            if not audiences:  # nobody is exported outside the job's audiences
+                out.omitted[NOT_IN_AUDIENCE] += 1
+                continue
+            kept = row.model_copy(update={"audience": audiences[0], "also": audiences[1:]})
+        groups.setdefault(audiences, []).append(kept)
     for audiences, rows in groups.items():
-        events = [AudienceEvent.model_construct(audience=audiences[0], action=Action.ENTER,
-                                                ts_ns=r.ts_ns, profile=r.profile) for r in rows]
-        marks, omitted, dropped = to_marks(job, events)
+        marks, omitted, dropped = to_marks(job, rows)
         out.omitted.update(omitted)
         out.dropped.update(dropped)
         out.marks += marks

@@ -25,14 +25,18 @@ class Member:
     omitted: str | None = None
 
     def wire(self, run_ts_ns: int) -> dict[str, Any]:
-        """The ``worker.backfill_rows.ChunkRow`` dict, without building the model.
+        """The ``worker.backfill_rows.ChunkRow`` dict (an enter in the first audience, ``also``
+        the others), without building the model.
 
         Every part is already valid (selected audiences, a whole timestamp, a dict), and a
         backfill makes a million of these: the worker validates each chunk as it loads it.
         """
-        return {"audiences": self.audiences,
-                "ts_ns": run_ts_ns if self.ts_ns is None else self.ts_ns,
-                "profile": self.profile}
+        row: dict[str, Any] = {"audience": self.audiences[0],
+                               "ts_ns": run_ts_ns if self.ts_ns is None else self.ts_ns,
+                               "profile": self.profile}
+        if len(self.audiences) > 1:
+            row["also"] = self.audiences[1:]
+        return row
 
 
 def keep_fields(fields: Sequence[str], profile: dict[str, Any]) -> dict[str, Any]:
