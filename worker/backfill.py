@@ -1,9 +1,10 @@
 """Backfill: the plain functions behind the chunk and segment tasks, and the progress store.
 
 A run lives in Redis under ``{prefix}:bf:{job}:{run}``: a hash of progress counters and the
-producer's checkpoint, the chunks themselves (``:chunk:{n}``, compact JSON wire events) and
-guard sets (``:done``, ``:segs``) that make every count happen once, however often a message
-is delivered. ``{prefix}:bf:{job}:current`` names the unfinished run a rerun resumes.
+producer's checkpoint, the chunks themselves (``:chunk:{n}``, one row per person:
+``worker.backfill_rows``) and guard sets (``:done``, ``:segs``) that make every count happen
+once, however often a message is delivered. ``{prefix}:bf:{job}:current`` names the
+unfinished run a rerun resumes.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import orjson
 import redis
 
 from worker import engine, runtime
+from worker.backfill_rows import NOT_IN_AUDIENCE, Chunk, chunk_from_json, chunk_json, chunk_marks
 from worker.counters import JobCounters, counters_key
 from worker.deadletter import DeadLetterStore
-from worker.events import AudienceEvent, events_from_json
 from worker.flush import FlushContext, Flusher
 from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore
 from worker.klaviyo.errors import redact
-from worker.record import count_marked, mark_events
+from worker.record import count_marked
 from worker.settings import load_settings
 from worker.state import DesiredState
 
@@ -64,12 +65,13 @@ class RunStore:
     def chunk_key(self, n: int) -> str:
         return f"{self.key}:chunk:{n}"
 
-    def save_chunk(self, n: int, wires: list[dict[str, Any]]) -> None:
-        self.redis.set(self.chunk_key(n), orjson.dumps(wires), ex=CHUNK_TTL)
+    def save_chunk(self, n: int, rows: list[dict[str, Any]], omitted: dict[str, int]) -> None:
+        """Chunk ``n``: people as ``ChunkRow`` dicts, and those left out before it by reason."""
+        self.redis.set(self.chunk_key(n), chunk_json(rows, omitted), ex=CHUNK_TTL)
 
-    def load_chunk(self, n: int) -> list[AudienceEvent] | None:
+    def load_chunk(self, n: int) -> Chunk | None:
         raw = self.redis.get(self.chunk_key(n))
-        return None if raw is None else events_from_json(raw)
+        return None if raw is None else chunk_from_json(raw)
 
     def stored_result(self, n: int) -> dict[str, Any] | None:
         raw = self.redis.hget(f"{self.key}:results", str(n))
@@ -153,15 +155,14 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
     if stored is not None:  # delivered again, or dispatched again by a resumed producer
         store.redis.delete(store.chunk_key(n))
         return ChunkOutcome(stored)
-    events = store.load_chunk(n)
-    if events is None:
+    chunk = store.load_chunk(n)
+    if chunk is None:
         return ChunkOutcome(store.commit(n, {"n": n, "failed": 1, "missing": 1}, {}))
     job = runtime.job(job_id)
     state = DesiredState(runtime.redis_client(), runtime.job_keys(job_id))
-    marked = mark_events(job, events)
-    marks = marked.marks
+    made = chunk_marks(job, chunk)
+    marks = made.marks
     now = int(time.time() * 1000)
-    exported = len(dict.fromkeys(m.email for m in marks))
     job_state = JobStateStore(state.redis, state.keys).get()
     if job_state.can_call and job_state.list_id:
         lease_ms = int(load_settings().lease_seconds * 1000)
@@ -174,18 +175,24 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
         state.record(marks, now)  # the job cannot call Klaviyo now: its flushes catch up later
     if state.pending_count():
         engine.request_flush(job_id, state, schedule_flush)
-    # once per person: a redelivered chunk adds nobody twice
-    count_marked(JobCounters(state.redis, state.keys.prefix, job_id), marked)
-    result = {"n": n, "profiles": len(events), "exported": exported,
-              "omitted": {reason: len(people) for reason, people in marked.omitted.items()}}
-    return ChunkOutcome(store.commit(n, result, {}))
+    # once per person, on the job: a redelivered chunk, or a second run, adds nobody twice
+    count_marked(JobCounters(state.redis, state.keys.prefix, job_id), made.marked)
+    result = {"n": n, "profiles": chunk.people, "exported": made.exported,
+              "omitted": dict(made.omitted)}
+    # left out by the producer: counted per row, once per chunk; people outside the job's
+    # audiences are the run's to report, not the job's people
+    deltas = {f"omitted:{r}": c for r, c in chunk.omitted.items() if r != NOT_IN_AUDIENCE}
+    return ChunkOutcome(store.commit(n, result, deltas))
 
 
 def fail_chunk(job_id: str, run_id: str, n: int, error: str) -> dict[str, Any]:
     """Count a chunk that raised as failed (its profiles, when readable), once."""
     store = run_store(job_id, run_id)
-    raw = store.redis.get(store.chunk_key(n))
-    size = len(orjson.loads(raw)) if raw else 1
+    try:
+        chunk = store.load_chunk(n)
+    except ValueError:  # unreadable: count it as one, as a missing chunk is
+        chunk = None
+    size = chunk.people if chunk is not None else 1
     store.redis.hset(store.key, "last_error", redact(error[:2000])[:500])
     return store.commit(n, {"n": n, "profiles": size, "failed": size}, {})
 

@@ -1,7 +1,12 @@
 """Stream a source into stored chunks and flat chords of chunk tasks, with a checkpoint.
 
-Each chunk (the mode's bulk cap: 1,000 to subscribe, 10,000 to force-add) is written to
-Redis as wire events; messages carry only ``(job, run, n)``. Chunks go out in segments: one
+Each chunk holds up to the mode's bulk cap of people (1,000 to subscribe, 10,000 to
+force-add), one row per person with every selected audience they are in, so a chunk claims
+at most one Klaviyo call's worth of users; people the source leaves out (not in the job's
+audiences) are only counted, in the next chunk, which closes early once it accounts for ten
+caps of people. Chunks are written to Redis (``worker.backfill_rows``); messages carry only
+``(job, run, n)``. Every enter carries the source's snapshot time (``snapshot_ns``, kept
+by a resumed run), so an exit recorded after the snapshot wins. Chunks go out in segments: one
 flat chord of up to ``segment_chunks`` chunk tasks and a ``backfill.segment`` body, sent as
 soon as the segment is full (or ``segment_seconds`` old), so workers start while the source
 is still being read; the first segments hold 1, 2, 4, ... chunks, so the first chunk goes out
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,10 +33,12 @@ from worker.jobs import ExportJob
 
 SUBSCRIBE_CHUNK = 1_000
 FORCE_ADD_CHUNK = 10_000
+PEOPLE_PER_CHUNK = 10  # bulk caps of people a chunk accounts for at most, left-out ones included
 
 
 class Source(Protocol):
     def describe(self) -> str: ...
+    def snapshot_ns(self) -> int: ...
     def total(self) -> int | None: ...
     def members(self, position: dict[str, Any]) -> Iterator[Member]: ...
 
@@ -83,7 +91,7 @@ class Producer:
     def _new(self) -> tuple[RunStore, Cursor, int, bool]:
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         store = RunStore(self.redis, self.prefix, self.job.id, run_id)
-        ts_ns = time.time_ns()
+        ts_ns = self.source.snapshot_ns()
         total = self.source.total()
         fields: dict[str, str | int] = {"status": "running", "source": self.source.describe(),
                                   "started_at": f"{time.time():.3f}", "ts_ns": ts_ns,
@@ -102,22 +110,27 @@ class Producer:
     def run(self) -> RunStore:
         """Read the whole source, dispatching as it goes; the last segment finalizes."""
         buffer: list[dict[str, Any]] = []
+        left_out: Counter[str] = Counter()
         segment: list[int] = []
         opened = time.monotonic()
         position = self.cursor.position
+        people_cap = self.chunk_size * PEOPLE_PER_CHUNK
         for member in self.source.members(self.cursor.position):
-            buffer.append(member.wire(self.ts_ns))
+            if member.omitted:
+                left_out[member.omitted] += 1
+            else:
+                buffer.append(member.wire(self.ts_ns))
             position = member.position
-            if len(buffer) < self.chunk_size:
+            if len(buffer) < self.chunk_size and len(buffer) + left_out.total() < people_cap:
                 continue
-            segment.append(self._save(buffer))
-            buffer = []
+            segment.append(self._save(buffer, left_out))
+            buffer, left_out = [], Counter()
             aged = time.monotonic() - opened > self.segment_seconds
             if len(segment) >= self._segment_target() or aged:
                 self._dispatch(segment, position)
                 segment, opened = [], time.monotonic()
-        if buffer:
-            segment.append(self._save(buffer))
+        if buffer or left_out:
+            segment.append(self._save(buffer, left_out))
         if segment:
             self._dispatch(segment, position)
         self.redis.hset(self.store.key, "dispatch_done", 1)
@@ -128,11 +141,11 @@ class Producer:
         """Chunks per segment: 1, 2, 4, ... up to ``segment_chunks``, so workers start at once."""
         return min(self.segment_chunks, 1 << min(self.cursor.segment, 16))
 
-    def _save(self, wires: list[dict[str, Any]]) -> int:
+    def _save(self, rows: list[dict[str, Any]], left_out: Counter[str]) -> int:
         n = self.cursor.chunk
-        self.store.save_chunk(n, wires)
+        self.store.save_chunk(n, rows, dict(left_out))
         self.cursor.chunk += 1
-        self.cursor.profiles += len(wires)
+        self.cursor.profiles += len(rows) + left_out.total()
         return n
 
     def _dispatch(self, numbers: list[int], position: dict[str, Any]) -> None:

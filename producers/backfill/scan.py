@@ -7,6 +7,11 @@ jittered backoff, a bounded number of times; any other error stops the scan.
 
 A position is ``{"audience": i, "start": <token of the page>, "skip": <members of that
 page already read>}``: resuming re-reads that page and skips what was done.
+
+Each member is an enter in the audience being scanned (a profile in two selected audiences
+is read twice, once in each). The scan response carries no time, so the snapshot time is
+the moment the run first asks for it, before any page is read: every exit recorded after
+that wins over the scan's enter, and no page can describe an earlier moment.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ class ScanSource:
 
     def __init__(self, job: ExportJob, base_url: str, token: str, *,
                  session: requests.Session | None = None, max_attempts: int = 8,
-                 sleep: Callable[[float], None] = time.sleep, timeout: float = 30.0) -> None:
+                 sleep: Callable[[float], None] = time.sleep, timeout: float = 30.0,
+                 clock: Callable[[], int] = time.time_ns) -> None:
         self.job, self.base_url, self.token = job, base_url.rstrip("/"), token
+        self.clock, self._snapshot_ns = clock, 0
         self.fields = job.lytics_fields()
         self.session = session or requests.Session()
         self.max_attempts, self.sleep, self.timeout = max_attempts, sleep, timeout
@@ -41,10 +48,17 @@ class ScanSource:
     def describe(self) -> str:
         return "scan:" + ",".join(self.job.audiences)
 
+    def snapshot_ns(self) -> int:
+        """When the scan started: the first time this is asked (before the first page)."""
+        if not self._snapshot_ns:
+            self._snapshot_ns = self.clock()
+        return self._snapshot_ns
+
     def total(self) -> int | None:
         return sum(self.totals.values()) if self.totals else None
 
     def members(self, position: dict[str, Any]) -> Iterator[Member]:
+        self.snapshot_ns()  # fixed before the first page, whoever asks for it later
         first = int(position.get("audience", 0))
         for index in range(first, len(self.job.audiences)):
             start = str(position.get("start", "")) if index == first else ""
@@ -60,7 +74,7 @@ class ScanSource:
             data = body.get("data") or []
             for i, profile in enumerate(data):
                 if i >= skip and isinstance(profile, dict):
-                    yield Member(keep_fields(self.fields, profile), audience,
+                    yield Member(keep_fields(self.fields, profile), (audience,),
                                  {"audience": index, "start": start, "skip": i + 1})
             start, skip = str(body.get("_next") or ""), 0
             if not start or not data:

@@ -1,9 +1,12 @@
-"""``klaviyo-export start JOB [--from-file PATH] [--wait]``: bootstrap the list, then backfill.
+"""``klaviyo-export start JOB [--from-file PATH [--as-of T] [--timestamp-field F]] [--wait]``.
 
-The list is resolved first (found, created or checked). When the job has ``backfill = true``,
-or a file is given, the audience's current members are streamed to the ``backfill`` queue
-(from the file, else from Lytics' scan API); the job goes on in real time afterwards. A run
-interrupted while dispatching resumes from its checkpoint when ``start`` is run again.
+Every input is checked first (the job, the file and its format, ``--as-of``, the Lytics token),
+so a mistake changes nothing in Klaviyo. Then the list is resolved (found, created or
+checked). When the job has ``backfill = true``, or a file is given, the audience's current
+members are streamed to the ``backfill`` queue (from the file, else from Lytics' scan API),
+each as an enter at the source's snapshot time; the job goes on in real time afterwards. A
+run interrupted while dispatching resumes from its checkpoint, at its first snapshot time,
+when ``start`` is run again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from producers.backfill.files import FileSource, SourceError
 from producers.backfill.producer import Producer, Source
 from producers.backfill.progress import Progress, from_hash, summary, watch
 from producers.backfill.scan import ScanSource
+from producers.backfill.snapshot import SnapshotError, parse_as_of
 from producers.cli import UserError
 from worker import engine, runtime
 from worker.backfill import RunStore
@@ -41,6 +45,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--from-file", metavar="PATH",
                         help="Lytics profiles as JSON lines or CSV with a header row "
                              "(default: Lytics' segment scan API)")
+    parser.add_argument("--as-of", metavar="TIMESTAMP",
+                        help="RFC 3339 time the file describes (default: its modification "
+                             "time); exits recorded after it win over the file")
+    parser.add_argument("--timestamp-field", metavar="FIELD",
+                        help="a field holding each row's own snapshot time (RFC 3339 or epoch "
+                             "seconds/milliseconds); rows without it use --as-of")
     parser.add_argument("--wait", action="store_true",
                         help="show progress until the backfill finishes, then its summary")
     parser.add_argument("--segment-chunks", type=int, default=20, metavar="N",
@@ -51,18 +61,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     job = _job(args.job, settings)
+    if (args.as_of is not None or args.timestamp_field) and not args.from_file:
+        raise UserError("--as-of and --timestamp-field apply to --from-file; a Lytics scan "
+                        "is as of the moment it starts")
+    source = _source(args, job, settings) if job.backfill or args.from_file else None
     list_id = bootstrap(job)
     print(f"{job.id}: list {list_id} ready")
-    if not (job.backfill or args.from_file):
+    if source is None:
         print(f"{job.id}: backfill = false; exporting in real time only")
         return 0
     try:
-        source = _source(args, job, settings)
         producer = Producer(runtime.redis_client(), settings.key_prefix, job, source,
                             segment_chunks=max(1, args.segment_chunks))
         if producer.resumed:
             print(f"{job.id}: resuming backfill {producer.run_id} "
                   f"from chunk {producer.cursor.chunk}")
+        print(f"{job.id}: backfill {producer.run_id} as of {_rfc3339(producer.ts_ns)}")
         store = producer.run()
     except SourceError as exc:
         raise UserError(str(exc)) from None
@@ -98,6 +112,11 @@ def bootstrap(job: ExportJob) -> str:
     raise UserError(f"job {job.id!r}: Klaviyo kept refusing the list bootstrap; try again later")
 
 
+def _rfc3339(ts_ns: int) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ns // 1_000_000_000))
+    return f"{stamp}.{ts_ns % 1_000_000_000 // 1_000_000:03d}Z"
+
+
 def _job(job_id: str, settings: Settings) -> ExportJob:
     jobs = runtime.jobs()
     try:
@@ -108,8 +127,14 @@ def _job(job_id: str, settings: Settings) -> ExportJob:
 
 
 def _source(args: argparse.Namespace, job: ExportJob, settings: Settings) -> Source:
+    """The backfill's source, every input checked; UserError names the first bad one."""
     if args.from_file:
-        return FileSource(Path(args.from_file), job)
+        try:
+            as_of = parse_as_of(args.as_of) if args.as_of is not None else None
+            return FileSource(Path(args.from_file), job, as_of_ns=as_of,
+                              timestamp_field=args.timestamp_field or None)
+        except (SourceError, SnapshotError) as exc:
+            raise UserError(str(exc)) from None
     if settings.lytics_api_token is None:
         raise UserError("LYTICS_API_TOKEN is not set: set it, or give --from-file")
     token = settings.lytics_api_token.get_secret_value()

@@ -35,7 +35,9 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def start_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "producers.cli", "start", *args]
+    """The installed ``klaviyo-export`` (as operators run it; ``python -m producers.cli``
+    would load the module twice, and its ``UserError`` would escape as a traceback)."""
+    return [str(Path(sys.executable).with_name("klaviyo-export")), "start", *args]
 
 
 def run_start(stack: Stack, *args: str, env: dict[str, str] | None = None,
@@ -80,3 +82,16 @@ def check_exact_run(stack: Stack, valid: set[str], bad: int, profiles: int,
     assert throttled(stack) == 0, "the limiter must keep every call under Klaviyo's windows"
     assert subscribe_calls(stack) <= 1.05 * profiles / 1000
     assert int(stack.counters("bf")["added"]) == len(valid)
+
+
+def desired(stack: Stack, job_id: str, email: str) -> dict[str, str]:
+    """A user's recorded desired state: audience → ``E:<ts_ns>`` or ``X:<ts_ns>``."""
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    return r.hgetall(f"{stack.prefix}:job:{job_id}:u:{email}")
+
+
+def idle(stack: Stack, job_id: str) -> bool:
+    """Nobody pending or held under a lease: every recorded change has been applied."""
+    r = redis.Redis.from_url(stack.redis_url)
+    base = f"{stack.prefix}:job:{job_id}"
+    return r.zcard(f"{base}:pending") + r.zcard(f"{base}:inflight") == 0
