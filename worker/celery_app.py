@@ -12,6 +12,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from worker import observability
+from worker.broker import TRANSPORT
 from worker.schedule import beat_config
 from worker.settings import Settings, load_settings
 
@@ -46,6 +47,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     url = str(settings.redis_url)
     return {
         "broker_url": url,
+        "broker_transport": TRANSPORT,  # kombu's Redis transport, fixed to survive a restart
         "result_backend": url,  # only backfill chords store results
         **transport_options(settings),
         "broker_connection_retry_on_startup": True,

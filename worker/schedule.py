@@ -1,7 +1,8 @@
 """Beat: what runs periodically, and how only one scheduler runs it (celery-redis notes §7).
 
-Beat uses RedBeat: the schedule lives in Redis under ``{key_prefix}:redbeat:`` and every beat
-process takes one Redis lock at start. A second beat blocks on that lock, polling every
+Beat uses RedBeat (through :mod:`worker.beat`, which survives a Redis restart): the schedule
+lives in Redis under ``{key_prefix}:redbeat:`` and every beat process takes one Redis lock at
+start. A second beat blocks on that lock, polling every
 ``beat_max_loop_interval`` seconds, and takes over only when the active one stops renewing it
 (``redbeat_lock_timeout`` after a crash). Each entry carries ``options.expires`` equal to its
 period, so runs queued during an outage are dropped instead of replayed in a burst.
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.beat import SCHEDULER
 from worker.settings import Settings
 
 QUEUES = ("realtime", "backfill", "maintenance")
@@ -67,7 +69,7 @@ def beat_config(settings: Settings, ops: OpsSettings | None = None) -> dict[str,
     """Celery settings that make beat a single RedBeat scheduler with a short lock."""
     ops = ops or OpsSettings()
     return {
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": SCHEDULER,  # RedBeat, made to survive a Redis restart
         "redbeat_redis_url": str(settings.redis_url),
         "redbeat_key_prefix": f"{settings.key_prefix}:redbeat:",
         "redbeat_lock_timeout": ops.beat_lock_timeout_seconds,
