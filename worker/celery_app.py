@@ -13,10 +13,10 @@ from kombu.entity import Queue
 
 from worker import observability
 from worker.broker import TRANSPORT
-from worker.schedule import beat_config
+from worker.schedule import QUEUES, beat_config
 from worker.settings import Settings, load_settings
 
-QUEUES = ("realtime", "backfill", "maintenance")
+__all__ = ["QUEUES", "app", "celery_config", "create_app"]
 
 
 def transport_options(settings: Settings) -> dict[str, dict[str, Any] | int]:
