@@ -12,10 +12,11 @@ from celery import Celery
 from kombu.entity import Queue
 
 from worker import observability
-from worker.schedule import beat_config
+from worker.broker import TRANSPORT
+from worker.schedule import QUEUES, beat_config
 from worker.settings import Settings, load_settings
 
-QUEUES = ("realtime", "backfill", "maintenance")
+__all__ = ["QUEUES", "app", "celery_config", "create_app"]
 
 
 def transport_options(settings: Settings) -> dict[str, dict[str, Any] | int]:
@@ -46,6 +47,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     url = str(settings.redis_url)
     return {
         "broker_url": url,
+        "broker_transport": TRANSPORT,  # kombu's Redis transport, fixed to survive a restart
         "result_backend": url,  # only backfill chords store results
         **transport_options(settings),
         "broker_connection_retry_on_startup": True,

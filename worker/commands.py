@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from worker.celery_app import QUEUES
+from worker.schedule import QUEUES
 
 
 def worker_argv(

@@ -6,10 +6,12 @@ called (and tested) without a worker.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from worker import imports, runtime
@@ -19,15 +21,19 @@ from worker.counters import JobCounters
 from worker.deadletter import DeadLetterStore
 from worker.events import AudienceEvent
 from worker.flush import FlushContext, Flusher, FlushOutcome
-from worker.gate import Gate
+from worker.gate import Gate, Throttled
 from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore, Status
 from worker.keys import JobKeys
+from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.record import Recorded, record_events
 from worker.settings import load_settings
 from worker.state import DesiredState
 
 Scheduler = Callable[[str, float], None]  # (job_id, countdown) → enqueue a flush
+
+log = logging.getLogger(__name__)
+MAX_POLL_BACKOFF_SECONDS = 300.0  # well under the visibility timeout's floor of countdowns
 
 _SLOT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -148,13 +154,44 @@ def _follow_up(
         schedule(job_id, outcome.recheck_in + random.uniform(0, 0.05))
 
 
-def poll_import(job_id: str, kjob_id: str) -> float | None:
-    """Poll one Klaviyo import job; return seconds until the next poll, None when finished."""
+@dataclass(frozen=True)
+class NextPoll:
+    """When to poll an import again; ``attempt`` counts polls Klaviyo could not answer."""
+
+    countdown: float
+    attempt: int = 0
+
+
+def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> NextPoll | None:
+    """Poll one Klaviyo import job; return when to poll again, None when it has finished.
+
+    Our own throttle, a 429 and a 5xx are expected on the way: the poll is put off (the
+    limiter's wait, ``Retry-After``, or a capped backoff), logged without a traceback, and
+    never raised, so the chain of polls goes on without waiting for beat's sweep.
+    """
     job, keys, state = _parts(job_id)
     letters = DeadLetterStore(state.redis, keys.prefix, job_id)
     s = load_settings()
-    result = imports.poll(state, gate_for(job), letters, kjob_id, s.lease_seconds)
-    return None if result.finished else s.poll_interval_seconds
+    try:
+        result = imports.poll(state, gate_for(job), letters, kjob_id, s.lease_seconds)
+    except Throttled as exc:
+        log.info("import %s of job %s: poll throttled, next in %.1fs", kjob_id, job_id, exc.wait)
+        return _defer(state, kjob_id, NextPoll(exc.wait, attempt))
+    except KlaviyoRetriableError as exc:
+        wait = exc.retry_after or backoff_seconds(
+            attempt, base=s.poll_interval_seconds, cap=MAX_POLL_BACKOFF_SECONDS, jitter=False
+        )
+        kind = "rate limited (429)" if isinstance(exc, RateLimited) else f"failed ({exc})"
+        log.warning("import %s of job %s: poll %s, next in %.1fs", kjob_id, job_id, kind, wait)
+        return _defer(state, kjob_id, NextPoll(wait, attempt + 1))
+    return None if result.finished else NextPoll(s.poll_interval_seconds)
+
+
+def _defer(state: DesiredState, kjob_id: str, nxt: NextPoll) -> NextPoll:
+    """Tell beat's sweep this import is being polled, so it does not start a second chain."""
+    due = time.time() + nxt.countdown
+    state.redis.zadd(imports.outstanding_key(state), {kjob_id: due}, xx=True)
+    return nxt
 
 
 def run_bootstrap(job_id: str) -> str | None:

@@ -13,7 +13,7 @@ import time
 from worker import health, runtime
 from worker.celery_app import app
 from worker.klaviyo.client import from_settings
-from worker.schedule import OpsSettings, heartbeat_key
+from worker.schedule import heartbeat_key
 from worker.settings import load_settings
 
 
@@ -29,14 +29,15 @@ def heartbeat(queue: str) -> float:
 @app.task(name="ops.health", queue="maintenance", ignore_result=True)  # type: ignore[untyped-decorator]
 def check_health() -> int:
     """Run every health check, store the results; return how many components fail."""
-    prefix = load_settings().key_prefix
+    settings = load_settings()
+    prefix = settings.key_prefix
     client = runtime.redis_client()
     jobs = list(runtime.jobs().jobs)
-    jobs_file = health.check_jobs_file(load_settings().export_jobs_file, runtime.jobs_problem(),
+    jobs_file = health.check_jobs_file(settings.export_jobs_file, runtime.jobs_problem(),
                                        len(jobs))
     results = health.run_checks(
         client, prefix, jobs,
-        client_for=from_settings, limiter=runtime.limiter(), settings=OpsSettings(),
+        client_for=from_settings, limiter=runtime.limiter(), settings=settings,
         jobs_file=jobs_file,
     )
     health.store(client, prefix, results)

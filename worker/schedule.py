@@ -1,54 +1,38 @@
 """Beat: what runs periodically, and how only one scheduler runs it (celery-redis notes §7).
 
-Beat uses RedBeat: the schedule lives in Redis under ``{key_prefix}:redbeat:`` and every beat
-process takes one Redis lock at start. A second beat blocks on that lock, polling every
+Beat uses RedBeat (through :mod:`worker.beat`, which survives a Redis restart): the schedule
+lives in Redis under ``{key_prefix}:redbeat:`` and every beat process takes one Redis lock at
+start. A second beat blocks on that lock, polling every
 ``beat_max_loop_interval`` seconds, and takes over only when the active one stops renewing it
 (``redbeat_lock_timeout`` after a crash). Each entry carries ``options.expires`` equal to its
 period, so runs queued during an outage are dropped instead of replayed in a burst.
 
-The periods are operational knobs read from the environment (``OpsSettings``); tests shorten them.
+The periods are operational knobs of :class:`~worker.settings.Settings`; tests shorten them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from worker.beat import SCHEDULER
 from worker.settings import Settings
 
 QUEUES = ("realtime", "backfill", "maintenance")
 HEARTBEAT_TASK = "ops.heartbeat"
 HEALTH_TASK = "ops.health"
-MIN_HEALTH_SECONDS = 60.0  # GET_ACCOUNTS allows 15 calls a minute per key: one a minute is ours
 
 
-class OpsSettings(BaseSettings):
-    """Periods and thresholds of the operational tasks (environment, ``.env``)."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
-
-    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
-    health_interval_seconds: float = Field(default=60.0, gt=0)
-    beat_lock_timeout_seconds: int = Field(default=30, ge=1)
-    beat_max_loop_interval_seconds: float = Field(default=5.0, gt=0)
-    queue_depth_threshold: int = Field(default=10_000, ge=0)
-    dead_letter_threshold: int = Field(default=0, ge=0)
-
-    @property
-    def health_period(self) -> float:
-        """The health task's period: never more often than once a minute (Klaviyo's budget)."""
-        return max(self.health_interval_seconds, MIN_HEALTH_SECONDS)
+OpsSettings = Settings
+"""Former home of the beat and health knobs, now fields of :class:`Settings` (one typed place)."""
 
 
 def _entry(task: str, period: float, **options: Any) -> dict[str, Any]:
     return {"task": task, "schedule": period, "options": {"expires": period, **options}}
 
 
-def beat_schedule(settings: Settings, ops: OpsSettings | None = None) -> dict[str, dict[str, Any]]:
-    """Every periodic entry; each expires after its own period."""
-    ops = ops or OpsSettings()
+def beat_schedule(settings: Settings, ops: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """Every periodic entry; each expires after its own period (``ops``: periods, if apart)."""
+    ops = ops or settings
     beat = ops.heartbeat_interval_seconds
     schedule = {
         "safety-flush": _entry("export.sweep", settings.sweep_interval_seconds),
@@ -63,11 +47,11 @@ def beat_schedule(settings: Settings, ops: OpsSettings | None = None) -> dict[st
     return schedule
 
 
-def beat_config(settings: Settings, ops: OpsSettings | None = None) -> dict[str, Any]:
+def beat_config(settings: Settings, ops: Settings | None = None) -> dict[str, Any]:
     """Celery settings that make beat a single RedBeat scheduler with a short lock."""
-    ops = ops or OpsSettings()
+    ops = ops or settings
     return {
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": SCHEDULER,  # RedBeat, made to survive a Redis restart
         "redbeat_redis_url": str(settings.redis_url),
         "redbeat_key_prefix": f"{settings.key_prefix}:redbeat:",
         "redbeat_lock_timeout": ops.beat_lock_timeout_seconds,

@@ -7,14 +7,16 @@ line that names the variable (see :func:`load_settings`). Secrets are
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AnyHttpUrl, Field, RedisDsn, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+MIN_HEALTH_SECONDS = 60.0  # GET_ACCOUNTS allows 15 calls a minute per key: one a minute is ours
 
 
 class ConfigurationError(Exception):
@@ -58,12 +60,25 @@ class Settings(BaseSettings):
     removal_wait_seconds: PositiveFloat = 900.0
     max_event_skew_seconds: float = Field(default=300.0, ge=0)
 
+    # --- Beat and health (worker/schedule.py, worker/health.py) ------------------------------
+    heartbeat_interval_seconds: PositiveFloat = 10.0
+    health_interval_seconds: PositiveFloat = 60.0
+    beat_lock_timeout_seconds: int = Field(default=30, ge=1)
+    beat_max_loop_interval_seconds: PositiveFloat = 5.0
+    queue_depth_threshold: int = Field(default=10_000, ge=0)
+    dead_letter_threshold: int = Field(default=0, ge=0)
+
     @field_validator("klaviyo_api_key")
     @classmethod
     def _key_looks_private(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().startswith("pk_"):
             raise ValueError("a Klaviyo private API key starts with 'pk_'")
         return value
+
+    @property
+    def health_period(self) -> float:
+        """The health task's period: never more often than once a minute (Klaviyo's budget)."""
+        return max(self.health_interval_seconds, MIN_HEALTH_SECONDS)
 
 
 def describe_error(exc: ValidationError) -> str:
@@ -80,3 +95,14 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigurationError(describe_error(exc)) from None
+    except SettingsError as exc:  # a value the environment source cannot even parse (JSON)
+        raise ConfigurationError(f"invalid setting: {exc}") from None
+
+
+def settings_or_exit(prog: str) -> Settings:
+    """The settings, or (for an entry point) one line naming the bad variable and exit 2."""
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -174,11 +174,13 @@ def flush(job_id: str) -> int:
 
 
 @app.task(name="export.poll_import", base=EngineTask, queue="realtime")
-def poll_import(job_id: str, kjob_id: str) -> bool:
+def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> bool:
     """Wait for a Klaviyo bulk import; release or dead-letter its users when it ends."""
-    again = engine.poll_import(job_id, kjob_id)
+    again = engine.poll_import(job_id, kjob_id, attempt)
     if again is not None:
-        poll_import.apply_async((job_id, kjob_id), countdown=again)
+        poll_import.apply_async(
+            (job_id, kjob_id), {"attempt": again.attempt}, countdown=again.countdown
+        )
     return again is None
 
 

@@ -52,6 +52,7 @@ from producers.demo.processes import (
 )
 from producers.demo.summary import Summary, format_summary, run_once
 from worker.commands import beat_argv, worker_argv
+from worker.settings import settings_or_exit
 
 FLOWER_PORT = 5555
 SETTLE_TIMEOUT = 180.0
@@ -156,6 +157,7 @@ class Demo:
 
 
 def main() -> int:
+    settings_or_exit("demo")  # a bad setting: one line naming it, exit 2
     environ = dict(os.environ)
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)

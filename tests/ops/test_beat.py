@@ -27,7 +27,7 @@ def heartbeats_sent(client: redis.Redis, prefix: str, queue: str) -> int:
 
 def test_every_entry_expires_after_its_period(stack: Stack) -> None:
     config = beat_config(stack.settings(), OpsSettings())
-    assert config["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert config["beat_scheduler"] == "worker.beat:RedBeatScheduler"  # RedBeat, restart-proof
     assert config["redbeat_key_prefix"].startswith(f"{stack.prefix}:")
     assert config["redbeat_lock_timeout"] <= 60
     entries = config["beat_schedule"]
