@@ -51,4 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m producers.cli`` runs this file as ``__main__`` while the commands import
+    # ``producers.cli``: run that module's main, so the UserError it catches is theirs
+    from producers.cli import main as _main
+
+    sys.exit(_main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,12 @@ def test_a_missing_jobs_file_is_one_line_not_a_traceback(tmp_path: object) -> No
     result = run_cli("jobs", "validate", EXPORT_JOBS_FILE="/nonexistent/jobs.toml")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_a_command_error_run_as_a_module_is_one_line(tmp_path: Path) -> None:
+    """``python -m producers.cli`` catches its commands' UserError too: one line, exit 2."""
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[[jobs]]\nid = "vip"\naudiences = ["vip"]\n', encoding="utf-8")
+    result = run_cli("start", "nojob", EXPORT_JOBS_FILE=str(jobs))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
