@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from contract.operations import ALL
 from sandbox import admin, errors, routes_jobs, routes_lists, routes_lytics, routes_profiles
 from sandbox.asgi import CallLayer
 from sandbox.core import Sandbox
 from sandbox.pipeline import Handler, endpoint, respond
-from worker.klaviyo.operations import ALL
 
 HANDLERS: dict[str, Handler] = {**routes_lists.HANDLERS, **routes_profiles.HANDLERS,
                                 **routes_jobs.HANDLERS}

@@ -17,6 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from contract.operations import Operation
 from sandbox import errors, validation
 from sandbox.account import Account
 from sandbox.asgi import CALL_KEY, CallRecord
@@ -24,7 +25,6 @@ from sandbox.core import Sandbox
 from sandbox.faults import Action
 from sandbox.identity import fingerprint
 from sandbox.ratelimit import Decision
-from worker.klaviyo.operations import Operation
 
 JSON_API = "application/vnd.api+json"
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.pre)?$")

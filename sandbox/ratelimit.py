@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contract.operations import Operation
 from sandbox.clock import Clock
-from worker.klaviyo.operations import Operation
 
 BURST_SECONDS = 1
 STEADY_SECONDS = 60

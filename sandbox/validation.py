@@ -1,4 +1,4 @@
-"""The sandbox's door to Klaviyo's OpenAPI contract (``worker.klaviyo.spec``).
+"""The sandbox's door to Klaviyo's OpenAPI contract (``contract.spec``).
 
 Requests are checked with the same compiled schemas the client uses; a violation
 becomes Klaviyo's 400 with a ``source.pointer``. Caps (items, bytes, page sizes)
@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
+from contract import spec
+from contract.operations import PROFILE_MAX_BYTES, Operation
 from sandbox.errors import invalid
-from worker.klaviyo import spec
-from worker.klaviyo.operations import PROFILE_MAX_BYTES, Operation
 
 # Where each batch operation keeps its items, as a JSON pointer.
 BATCH_POINTERS = {

@@ -1,8 +1,10 @@
 """Cut Klaviyo's OpenAPI document down to the operations this project calls.
 
-Usage: python scripts/openapi_subset.py FULL_SPEC.json OUT.json
+Usage: python -m scripts.openapi_subset FULL_SPEC.json [OUT.json]
 
-Keeps every path whose operationId is in OPERATIONS and every component those
+OUT defaults to the bundled copy, ``contract/openapi/klaviyo-openapi-subset.json``
+(``contract.spec.SPEC_PATH``). Keeps every path whose operationId is one of
+``contract.operations`` (add an operation there first) and every component those
 operations reach through ``$ref``, so the sandbox and the tests validate against
 Klaviyo's own schemas without carrying the whole 3 MB document.
 """
@@ -13,24 +15,10 @@ import json
 import sys
 from typing import Any
 
-OPERATIONS = {
-    "get_accounts",
-    "get_lists",
-    "get_list",
-    "create_list",
-    "get_profiles",
-    "get_profiles_for_list",
-    "get_profile_ids_for_list",
-    "add_profiles_to_list",
-    "remove_profiles_from_list",
-    "create_or_update_profile",
-    "bulk_import_profiles",
-    "get_bulk_import_profiles_job",
-    "get_profiles_for_bulk_import_profiles_job",
-    "get_profile_ids_for_bulk_import_profiles_job",
-    "get_errors_for_bulk_import_profiles_job",
-    "bulk_subscribe_profiles",
-}
+from contract.operations import BY_NAME
+from contract.spec import SPEC_PATH
+
+OPERATIONS = frozenset(BY_NAME)  # every operation of the contract, by its operationId
 
 
 def _refs(node: Any, found: set[str]) -> None:
@@ -68,7 +56,7 @@ def subset(spec: dict[str, Any]) -> dict[str, Any]:
         node = spec["components"][kind][name]
         components.setdefault(kind, {})[name] = node
         _refs(node, pending)
-    out = {k: spec[k] for k in ("openapi", "info", "servers") if k in spec}
+    out: dict[str, Any] = {k: spec[k] for k in ("openapi", "info", "servers") if k in spec}
     out["paths"] = paths
     out["components"] = {**components, "securitySchemes": spec["components"]["securitySchemes"]}
     return out
@@ -77,5 +65,6 @@ def subset(spec: dict[str, Any]) -> dict[str, Any]:
 if __name__ == "__main__":
     with open(sys.argv[1], encoding="utf-8") as src:
         full = json.load(src)
-    with open(sys.argv[2], "w", encoding="utf-8") as dst:
+    target = sys.argv[2] if len(sys.argv) > 2 else str(SPEC_PATH)
+    with open(target, "w", encoding="utf-8") as dst:
         json.dump(subset(full), dst, indent=1, sort_keys=True)

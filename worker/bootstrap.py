@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import uuid
 
+from contract import operations as ops
 from worker.gate import Gate
 from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore, Status
 from worker.klaviyo import lists
-from worker.klaviyo import operations as ops
 from worker.klaviyo.errors import AuthError, NotFound
 
 LOCK_MS = 30_000

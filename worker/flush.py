@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
+from contract import operations as ops
 from worker import imports
 from worker.counters import JobCounters
 from worker.deadletter import DeadLetter, DeadLetterStore
@@ -29,7 +30,6 @@ from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore
 from worker.keys import account_ids_key
 from worker.klaviyo import lists, profiles, subscriptions
-from worker.klaviyo import operations as ops
 from worker.klaviyo.errors import (
     AuthError,
     BatchTooLarge,

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from contract.operations import Operation
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import RateLimited
-from worker.klaviyo.operations import Operation
 from worker.ratelimit import RateLimiter
 
 T = TypeVar("T")

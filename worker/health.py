@@ -19,9 +19,9 @@ from typing import Any
 
 import redis
 
+from contract import operations as ops
 from worker.deadletter import dlq_key
 from worker.jobs import ExportJob
-from worker.klaviyo import operations as ops
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient, fingerprint
 from worker.klaviyo.errors import KlaviyoError, redact

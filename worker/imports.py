@@ -15,10 +15,10 @@ from typing import Any, cast
 
 import orjson
 
+from contract import operations as ops
 from worker.deadletter import DeadLetter, DeadLetterStore
 from worker.gate import Gate
 from worker.klaviyo import bulk_import
-from worker.klaviyo import operations as ops
 from worker.plan import applied_in
 from worker.state import FORGET, RETRY, Desired, DesiredState
 

@@ -23,7 +23,7 @@ import math
 
 from redis import Redis
 
-from worker.klaviyo.operations import Operation
+from contract.operations import Operation
 
 BURST_SECONDS = 1
 STEADY_SECONDS = 60

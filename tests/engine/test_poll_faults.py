@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from contract.operations import GET_BULK_IMPORT
 from tests.conftest import wait_until
 from tests.harness import Stack, event
 from worker.events import Action
-from worker.klaviyo.operations import GET_BULK_IMPORT
 
 T0 = 1_764_000_000_000_000_000
 

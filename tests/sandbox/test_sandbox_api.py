@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import requests
 
+from contract.operations import BY_NAME
 from sandbox.server import SandboxServer, running_sandbox
 from sandbox.testing import SandboxClient, profiles_payload
 from sandbox.validation import check_response
 from tests.conftest import free_port
-from worker.klaviyo.operations import BY_NAME
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from contract.operations import CREATE_LIST, GET_ACCOUNTS, GET_LISTS
 from sandbox.server import SandboxServer, running_sandbox
 from sandbox.testing import SandboxClient
 from tests.conftest import free_port
-from worker.klaviyo.operations import CREATE_LIST, GET_ACCOUNTS, GET_LISTS
 
 
 @pytest.fixture(scope="module")

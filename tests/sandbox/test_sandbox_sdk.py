@@ -2,7 +2,7 @@
 
 Each call goes through the SDK's ``*_with_http_info`` method (no retries), so the
 SDK's own pydantic models must parse every answer, and the raw body must validate
-against the bundled OpenAPI document (``worker.klaviyo.spec.validate_response``).
+against the bundled OpenAPI document (``contract.spec.validate_response``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 from klaviyo_api import KlaviyoAPI
 from openapi_client.exceptions import ApiException
 
+from contract.operations import ALL, BY_NAME
 from sandbox.server import SandboxServer, running_sandbox
 from sandbox.validation import check_response
 from tests.conftest import free_port
-from worker.klaviyo.operations import ALL, BY_NAME
 
 SUBSCRIBED = {"email": {"marketing": {"consent": "SUBSCRIBED"}}}
 

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 import responses
 
+from contract import operations as ops
+from contract.spec import validate_response
 from tests.unit.klaviyo_fakes import BASE
-from worker.klaviyo import operations as ops
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import AuthError
-from worker.klaviyo.spec import validate_response
 
 ACCOUNTS = f"{BASE}/api/accounts"
 

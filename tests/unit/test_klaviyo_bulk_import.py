@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 import responses
 
+from contract import operations as ops
+from contract.spec import validate_request, validate_response
 from tests.unit.klaviyo_fakes import BASE, sent
-from worker.klaviyo import operations as ops
 from worker.klaviyo.bulk_import import (
     BulkImportJob,
     ImportFailure,
@@ -20,7 +21,6 @@ from worker.klaviyo.bulk_import import (
 )
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import BatchTooLarge
-from worker.klaviyo.spec import validate_request, validate_response
 
 JOBS = f"{BASE}/api/profile-bulk-import-jobs"
 

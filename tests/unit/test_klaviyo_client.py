@@ -13,9 +13,9 @@ import pytest
 import requests
 import responses
 
+from contract import operations as ops
 from tests.unit.klaviyo_fakes import BASE, REVISION, fake_client
 from worker.klaviyo import client as client_module
-from worker.klaviyo import operations as ops
 from worker.klaviyo.client import (
     KlaviyoClient,
     client_for,

@@ -8,8 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
+from contract import operations as ops
+from contract.spec import validate_request, validate_response
 from tests.unit.klaviyo_fakes import BASE, sent
-from worker.klaviyo import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import BatchTooLarge, NotFound
 from worker.klaviyo.lists import (
@@ -22,7 +23,6 @@ from worker.klaviyo.lists import (
     iter_list_profiles,
     remove_profiles_from_list,
 )
-from worker.klaviyo.spec import validate_request, validate_response
 
 MEMBERS = f"{BASE}/api/lists/L1/relationships/profiles"
 

@@ -8,12 +8,12 @@ import pytest
 import responses
 from responses import matchers
 
+from contract import operations as ops
+from contract.spec import validate_response
 from tests.unit.klaviyo_fakes import BASE
-from worker.klaviyo import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import TransientError
 from worker.klaviyo.pagination import iter_pages, iter_resources, next_cursor, quote_filter_value
-from worker.klaviyo.spec import validate_response
 
 URL = f"{BASE}/api/lists/L1/relationships/profiles"
 KLAVIYO = "https://a.klaviyo.com/api/lists/L1/relationships/profiles"

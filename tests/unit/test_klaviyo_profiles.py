@@ -11,12 +11,12 @@ import pytest
 import responses
 from requests import PreparedRequest
 
+from contract import operations as ops
+from contract.spec import validate_request, validate_response
 from tests.unit.klaviyo_fakes import BASE
-from worker.klaviyo import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import BatchTooLarge, TransientError
 from worker.klaviyo.profiles import email_filter, find_profile_ids, upsert_profile
-from worker.klaviyo.spec import validate_request, validate_response
 
 PROFILES = f"{BASE}/api/profiles"
 

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from worker.klaviyo import operations as ops
-from worker.klaviyo.bulk_import import bulk_import_body
-from worker.klaviyo.lists import create_list_body, members_body
-from worker.klaviyo.profiles import profile_body
-from worker.klaviyo.spec import (
+from contract import operations as ops
+from contract.spec import (
     SpecViolation,
     honour_nullable,
     load_spec,
     validate_request,
     validate_response,
 )
+from worker.klaviyo.bulk_import import bulk_import_body
+from worker.klaviyo.lists import create_list_body, members_body
+from worker.klaviyo.profiles import profile_body
 from worker.klaviyo.subscriptions import SubscribeProfile, subscribe_body
 
 ERROR = {"errors": [{"id": "e1", "code": "invalid", "title": "Invalid input",

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import responses
 
+from contract import operations as ops
+from contract.spec import validate_request, validate_response
 from tests.unit.klaviyo_fakes import BASE, sent
-from worker.klaviyo import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import BatchTooLarge
-from worker.klaviyo.spec import validate_request, validate_response
 from worker.klaviyo.subscriptions import SubscribeProfile, subscribe_profiles
 
 JOBS = f"{BASE}/api/profile-subscription-bulk-create-jobs"

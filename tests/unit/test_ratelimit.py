@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
+from contract.operations import Operation
 from tests.conftest import wait_until
-from worker.klaviyo.operations import Operation
 from worker.ratelimit import RateLimiter, allowed_calls
 
 OP = Operation("t", "GET", "/t", burst=5, steady=20)

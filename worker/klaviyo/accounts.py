@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.klaviyo import operations as ops
+from contract import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import AuthError
 

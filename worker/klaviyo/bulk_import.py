@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.klaviyo import operations as ops
+from contract import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import redact
 from worker.klaviyo.pagination import SIZE, iter_resources, page_size

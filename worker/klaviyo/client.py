@@ -23,9 +23,9 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from contract.operations import Operation
+from worker.klaviyo.caps import check_caps
 from worker.klaviyo.errors import TransientError
-from worker.klaviyo.operations import Operation
-from worker.klaviyo.spec import check_caps
 from worker.klaviyo.statuses import refusal
 from worker.settings import load_settings
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.klaviyo import operations as ops
+from contract import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.pagination import SIZE, iter_resources, page_size, quote_filter_value
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from contract.operations import Operation
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import TransientError
-from worker.klaviyo.operations import Operation
 
 CURSOR = "page[cursor]"
 SIZE = "page[size]"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from worker.klaviyo import operations as ops
+from contract import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import TransientError
 from worker.klaviyo.pagination import SIZE, iter_resources, page_size, quote_filter_value

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from contract.operations import Operation
 from worker.klaviyo.errors import (
     AuthError,
     InvalidRequest,
@@ -24,7 +25,6 @@ from worker.klaviyo.errors import (
     TransientError,
     redact,
 )
-from worker.klaviyo.operations import Operation
 
 _SECONDS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.klaviyo import operations as ops
+from contract import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 
 CONSENT = "SUBSCRIBED"
