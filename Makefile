@@ -21,8 +21,8 @@ test: install  ## the whole suite, fault injection included
 test-faults: install  ## only the fault-injection suite
 	$(RUN) pytest -q -m faults
 
-lint: install  ## ruff and mypy (strict on contract/, worker/, producers/, scripts/)
-	$(RUN) ruff check contract worker producers sandbox tests bench scripts
+lint: install  ## ruff and mypy (strict on contract/, core/, worker/, producers/, scripts/)
+	$(RUN) ruff check contract core worker producers sandbox tests bench scripts
 	$(RUN) mypy
 
 bench: install  ## side-by-side benchmark against the sandbox at real limits

@@ -2,7 +2,7 @@
 
     python -m bench.produce --redis URL --prefix P --job J --audience A --profiles N [--body 1000]
 
-Events go through ``worker.dispatch.send_events`` in bodies of ``--body``, as fast as the
+Events go through ``core.dispatch.send_events`` in bodies of ``--body``, as fast as the
 broker takes them (the real-time path). Prints one JSON line: seconds, messages, peak RSS.
 """
 
@@ -15,10 +15,10 @@ import time
 
 import orjson
 
+from core.dispatch import send_events
+from core.events import Action, AudienceEvent
+from core.settings import Settings
 from worker.celery_app import create_app
-from worker.dispatch import send_events
-from worker.events import Action, AudienceEvent
-from worker.settings import Settings
 
 
 def email(prefix: str, i: int) -> str:

@@ -12,8 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from core.settings import ConfigurationError, load_settings
 from worker import observability
-from worker.settings import ConfigurationError, load_settings
 
 COMMANDS = ("jobs", "start", "status", "enqueue", "dlq", "health", "webhook", "sandbox")
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from worker.events import Action, AudienceEvent
-from worker.jobs import ExportJob
+from core.events import Action, AudienceEvent
+from core.jobs import ExportJob
 
 MAX_BODIES = 1000
 MAX_DEPTH = 32  # nesting allowed in a profile value: the Celery message must stay encodable

@@ -19,13 +19,13 @@ from typing import Any
 import redis
 import requests
 
+from core.dispatch import send_events
+from core.events import Action, AudienceEvent
+from core.settings import Settings
 from sandbox.testing import SandboxClient
 from tests.conftest import wait_until
 from worker.celery_app import create_app
 from worker.commands import beat_argv, worker_argv
-from worker.dispatch import send_events
-from worker.events import Action, AudienceEvent
-from worker.settings import Settings
 
 API_KEY = "pk_test_harness_0123456789"
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ __all__ = ["app"]
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from worker.settings import settings_or_exit  # noqa: PLC0415 - see above
+        from core.settings import settings_or_exit  # noqa: PLC0415 - see above
 
         settings_or_exit("celery")
         from worker.celery_app import app  # noqa: PLC0415 - built on first use, see above

@@ -17,16 +17,16 @@ from typing import Any
 import orjson
 import redis
 
+from core.jobs import ExportJob
+from core.settings import load_settings
 from worker import engine, runtime
 from worker.backfill_rows import NOT_IN_AUDIENCE, Chunk, chunk_from_json, chunk_json, chunk_marks
 from worker.counters import JobCounters, counters_key
 from worker.deadletter import DeadLetterStore
 from worker.flush import FlushContext, Flusher
-from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore
 from worker.klaviyo.errors import redact
 from worker.record import count_marked
-from worker.settings import load_settings
 from worker.state import DesiredState
 
 CHUNK_TTL = 7 * 86400

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from worker.events import Action, AudienceEvent
-from worker.jobs import ExportJob
+from core.events import Action, AudienceEvent
+from core.jobs import ExportJob
 from worker.record import Marked, mark_events
 from worker.state import Mark
 

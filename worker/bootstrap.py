@@ -13,8 +13,8 @@ from __future__ import annotations
 import uuid
 
 from contract import operations as ops
+from core.jobs import ExportJob
 from worker.gate import Gate
-from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore, Status
 from worker.klaviyo import lists
 from worker.klaviyo.errors import AuthError, NotFound

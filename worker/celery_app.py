@@ -11,10 +11,10 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from core.settings import Settings, load_settings
 from worker import observability
 from worker.broker import TRANSPORT
 from worker.schedule import QUEUES, beat_config
-from worker.settings import Settings, load_settings
 
 __all__ = ["QUEUES", "app", "celery_config", "create_app"]
 

@@ -14,20 +14,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from core.backoff import backoff_seconds
+from core.events import AudienceEvent
+from core.jobs import ExportJob
+from core.keys import JobKeys
+from core.settings import load_settings
 from worker import imports, runtime
-from worker.backoff import backoff_seconds
 from worker.bootstrap import bootstrap
 from worker.counters import JobCounters
 from worker.deadletter import DeadLetterStore
-from worker.events import AudienceEvent
 from worker.flush import FlushContext, Flusher, FlushOutcome
 from worker.gate import Gate, Throttled
-from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore, Status
-from worker.keys import JobKeys
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.record import Recorded, record_events
-from worker.settings import load_settings
 from worker.state import DesiredState
 
 Scheduler = Callable[[str, float], None]  # (job_id, countdown) → enqueue a flush

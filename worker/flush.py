@@ -21,14 +21,15 @@ from functools import partial
 from typing import TypeVar
 
 from contract import operations as ops
+from core.jobs import ExportJob
+from core.keys import account_ids_key
+from core.settings import load_settings
 from worker import imports
 from worker.counters import JobCounters
 from worker.deadletter import DeadLetter, DeadLetterStore
 from worker.gate import Gate, Throttled
 from worker.isolate import send_isolating
-from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore
-from worker.keys import account_ids_key
 from worker.klaviyo import lists, profiles, subscriptions
 from worker.klaviyo.errors import (
     AuthError,
@@ -38,7 +39,6 @@ from worker.klaviyo.errors import (
     RateLimited,
 )
 from worker.plan import applied_in, applied_try, make_plan, profile_attributes
-from worker.settings import load_settings
 from worker.state import (
     FORGET,
     OUT,

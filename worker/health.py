@@ -4,7 +4,7 @@ Each check returns :class:`Component` values: a name, ``ok`` (``True``, ``False`
 when it could not be checked, e.g. Klaviyo while the limiter's Redis is down), a one-line detail
 and when it was checked. Nothing here prints a key, a token or an unmasked email. The
 ``jobs-file`` component fails while the jobs file on disk does not load (processes keep the
-last good one, see :mod:`worker.jobswatch`) and names the error.
+last good one, see :mod:`core.jobswatch`) and names the error.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import redis
 
 from contract import operations as ops
+from core.jobs import ExportJob
 from worker.deadletter import dlq_key
-from worker.jobs import ExportJob
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient, fingerprint
 from worker.klaviyo.errors import KlaviyoError, redact

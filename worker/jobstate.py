@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import redis
 
-from worker.keys import JobKeys, jobs_index_key
+from core.keys import JobKeys, jobs_index_key
 from worker.klaviyo.errors import redact
 
 log = logging.getLogger(__name__)

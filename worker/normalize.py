@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.jobs import ExportJob
+from core.jobs import ExportJob
 
 NO_EMAIL = "no_email"
 INVALID_EMAIL = "invalid_email"

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 
+from core.settings import load_settings
 from worker import health, runtime
 from worker.celery_app import app
 from worker.klaviyo.client import from_settings
 from worker.schedule import heartbeat_key
-from worker.settings import load_settings
 
 
 @app.task(name="ops.heartbeat", queue="maintenance", ignore_result=True)  # type: ignore[untyped-decorator]

@@ -22,11 +22,11 @@ from typing import Any
 
 import orjson
 
+from core.events import Action, AudienceEvent
+from core.jobs import LYTICS_UID_FIELD, ExportJob
+from core.settings import load_settings
 from worker.counters import CLAMPED_PREFIX, JobCounters, person_digest
-from worker.events import Action, AudienceEvent
-from worker.jobs import LYTICS_UID_FIELD, ExportJob
 from worker.normalize import map_profile
-from worker.settings import load_settings
 from worker.state import DesiredState, Mark
 
 ACTION_CODE = {Action.ENTER: "E", Action.EXIT: "X", Action.CHANGE: "C"}

@@ -2,7 +2,7 @@
 
 Each is built once per process (prefork children build their own after the fork)
 and the jobs file is re-read when it changes on disk; a change that does not load leaves
-the last good file in force (:mod:`worker.jobswatch`) and is reported by :func:`jobs_problem`.
+the last good file in force (:mod:`core.jobswatch`) and is reported by :func:`jobs_problem`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from functools import lru_cache
 
 import redis
 
-from worker.jobs import ExportJob, JobsFile, JobsFileError, UnknownJobError
-from worker.jobswatch import JobsWatcher
-from worker.keys import JobKeys
+from core.jobs import ExportJob, JobsFile, JobsFileError, UnknownJobError
+from core.jobswatch import JobsWatcher
+from core.keys import JobKeys
+from core.settings import load_settings
 from worker.klaviyo.client import KlaviyoClient, client_for
 from worker.ratelimit import RateLimiter
-from worker.settings import load_settings
 
 _watchers: dict[str, JobsWatcher[JobsFile]] = {}
 

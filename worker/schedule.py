@@ -7,15 +7,15 @@ start. A second beat blocks on that lock, polling every
 (``redbeat_lock_timeout`` after a crash). Each entry carries ``options.expires`` equal to its
 period, so runs queued during an outage are dropped instead of replayed in a burst.
 
-The periods are operational knobs of :class:`~worker.settings.Settings`; tests shorten them.
+The periods are operational knobs of :class:`~core.settings.Settings`; tests shorten them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from core.settings import Settings
 from worker.beat import SCHEDULER
-from worker.settings import Settings
 
 QUEUES = ("realtime", "backfill", "maintenance")
 HEARTBEAT_TASK = "ops.heartbeat"

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import orjson
 import redis
 
-from worker.keys import JobKeys
+from core.keys import JobKeys
 
 # The scripts live in worker/lua/. Every script takes its items as one \x1f-separated string:
 # one argument instead of thousands keeps redis-py's per-argument encoding off the hot path.

@@ -21,14 +21,14 @@ from celery import Task, signals
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
+from core.backoff import backoff_seconds
+from core.events import AudienceEvent
+from core.jobs import JobsFileError, UnknownJobError
+from core.settings import load_settings
 from worker import engine, runtime
-from worker.backoff import backoff_seconds
 from worker.celery_app import app
 from worker.deadletter import DeadLetterStore, event_letters
-from worker.events import AudienceEvent
-from worker.jobs import JobsFileError, UnknownJobError
 from worker.klaviyo.errors import redact
-from worker.settings import load_settings
 
 log = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 1.0

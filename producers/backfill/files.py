@@ -26,11 +26,11 @@ from typing import Any
 
 import orjson
 
+from core.jobs import ExportJob
 from producers.backfill.member import Member, audiences_for, keep_fields
 from producers.backfill.snapshot import row_timestamp
 from producers.lytics import show
 from worker.backfill_rows import INVALID_TIMESTAMP, NOT_IN_AUDIENCE
-from worker.jobs import ExportJob
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.jobs import ExportJob
+from core.jobs import ExportJob
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,10 +26,10 @@ import orjson
 import redis
 from celery import chord
 
+from core.jobs import ExportJob
 from producers.backfill.member import Member
 from worker.backfill import RUN_TTL, RunStore
 from worker.backfill_tasks import chunk, segment
-from worker.jobs import ExportJob
 
 SUBSCRIBE_CHUNK = 1_000
 FORCE_ADD_CHUNK = 10_000

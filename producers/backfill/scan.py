@@ -22,10 +22,10 @@ from typing import Any
 
 import requests
 
+from core.backoff import backoff_seconds
+from core.jobs import ExportJob
 from producers.backfill.files import SourceError
 from producers.backfill.member import Member, keep_fields
-from worker.backoff import backoff_seconds
-from worker.jobs import ExportJob
 
 PAGE = 100
 RETRIABLE = frozenset({429, 500, 502, 503, 504})

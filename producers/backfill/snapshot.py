@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from decimal import Decimal, InvalidOperation
 
+from core.settings import load_settings
 from producers.lytics import parse_timestamp
-from worker.settings import load_settings
 
 _MS_FROM = 100_000_000_000  # a bare number at least this big is milliseconds (year 5138 in s)
 

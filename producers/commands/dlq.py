@@ -18,14 +18,14 @@ import redis
 from celery import Celery
 from pydantic import ValidationError
 
+from core.dispatch import send_events
+from core.events import AudienceEvent
+from core.jobs import load_jobs
+from core.keys import JobKeys
+from core.settings import load_settings
 from producers.cli import UserError
 from worker.celery_app import create_app
 from worker.deadletter import DeadLetter, DeadLetterStore
-from worker.dispatch import send_events
-from worker.events import AudienceEvent
-from worker.jobs import load_jobs
-from worker.keys import JobKeys
-from worker.settings import load_settings
 
 EVENTS_PER_MESSAGE = 1000
 

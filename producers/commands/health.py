@@ -15,12 +15,12 @@ from pathlib import Path
 
 import redis
 
+from core.jobs import ExportJob, JobsFileError, load_jobs
+from core.settings import load_settings
 from worker import health
-from worker.jobs import ExportJob, JobsFileError, load_jobs
 from worker.klaviyo.client import from_settings
 from worker.ratelimit import RateLimiter
 from worker.schedule import OpsSettings
-from worker.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from worker.jobs import ExportJob, JobsFileError, check_keys, load_jobs
-from worker.settings import load_settings
+from core.jobs import ExportJob, JobsFileError, check_keys, load_jobs
+from core.settings import load_settings
 
 HEADER = ("ID", "LABEL", "AUDIENCES", "LIST", "MODE", "BACKFILL")
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import redis
 
+from core.jobs import ExportJob
+from core.settings import Settings, load_settings
 from producers.backfill.files import FileSource, SourceError
 from producers.backfill.producer import Producer, Source
 from producers.backfill.progress import Progress, from_hash, summary, watch
@@ -28,10 +30,8 @@ from worker import engine, runtime
 from worker.backfill import RunStore
 from worker.bootstrap import BootstrapBusy
 from worker.gate import Throttled
-from worker.jobs import ExportJob
 from worker.jobstate import JobStateStore
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
-from worker.settings import Settings, load_settings
 
 BOOTSTRAP_ATTEMPTS = 20
 

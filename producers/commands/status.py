@@ -9,13 +9,13 @@ from typing import Any
 
 import redis
 
+from core.jobs import load_jobs
+from core.keys import JobKeys
+from core.settings import load_settings
 from producers.backfill import progress as backfill_progress
 from producers.cli import UserError
 from worker.counters import JobCounters
-from worker.jobs import load_jobs
 from worker.jobstate import JobStateStore
-from worker.keys import JobKeys
-from worker.settings import load_settings
 from worker.state import DesiredState
 
 

@@ -15,9 +15,9 @@ import logging
 import redis
 import uvicorn
 
+from core.settings import load_settings
 from producers.webhook import create_app
 from worker.celery_app import create_app as create_celery_app
-from worker.settings import load_settings
 
 
 def port(text: str) -> int:

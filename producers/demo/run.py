@@ -27,6 +27,7 @@ from typing import Any
 import redis
 import requests
 
+from core.settings import settings_or_exit
 from producers.demo.audience import (
     DEMO_TOKEN,
     JOB_ID,
@@ -52,7 +53,6 @@ from producers.demo.processes import (
 )
 from producers.demo.summary import Summary, format_summary, run_once
 from worker.commands import beat_argv, worker_argv
-from worker.settings import settings_or_exit
 
 FLOWER_PORT = 5555
 SETTLE_TIMEOUT = 180.0
@@ -192,7 +192,7 @@ def main() -> int:
 
 def _run(demo: Demo) -> int:
     """Start everything, backfill, send the live events, and print what the list holds."""
-    from worker.jobs import load_jobs  # noqa: PLC0415 - after the environment is known
+    from core.jobs import load_jobs  # noqa: PLC0415 - after the environment is known
 
     profiles = read_profiles(SAMPLE_AUDIENCE)
     prefix = demo_prefix(time.time())

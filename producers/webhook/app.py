@@ -37,6 +37,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from core.dispatch import send_events
+from core.jobs import ExportJob, JobsFile
+from core.jobswatch import JobsWatcher
+from core.settings import Settings
 from producers.lytics import ParsedBody, PayloadError, parse_body, parse_json, redact, show
 from producers.webhook.auth import is_authorized, job_tokens, shared_token
 from producers.webhook.errors import (
@@ -50,10 +54,6 @@ from producers.webhook.errors import (
 )
 from producers.webhook.gauge import QueueGauge, queue_key
 from producers.webhook.openapi import DOCS_HTML, OPENAPI
-from worker.dispatch import send_events
-from worker.jobs import ExportJob, JobsFile
-from worker.jobswatch import JobsWatcher
-from worker.settings import Settings
 
 log = logging.getLogger("producers.webhook")
 BROKER_ERRORS = (KombuError, redis.RedisError, OSError)

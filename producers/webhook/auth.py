@@ -18,8 +18,8 @@ from collections.abc import Mapping
 
 from starlette.requests import Request
 
-from worker.jobs import JobsFile
-from worker.settings import ConfigurationError, Settings
+from core.jobs import JobsFile
+from core.settings import ConfigurationError, Settings
 
 
 def job_tokens(jobs: JobsFile, settings: Settings, *, insecure_no_auth: bool = False,

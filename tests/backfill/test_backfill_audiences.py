@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from core.events import Action
 from tests.backfill.helpers import (
     desired,
     idle,
@@ -22,7 +23,6 @@ from tests.backfill.helpers import (
 )
 from tests.conftest import wait_until
 from tests.harness import ROOT, Stack, event
-from worker.events import Action
 
 HOUR_NS = 3600 * 10**9
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core.events import Action
 from tests.backfill.helpers import (
     members,
     omitted_total,
@@ -18,7 +19,6 @@ from tests.backfill.helpers import (
 )
 from tests.conftest import wait_until
 from tests.harness import ROOT, Stack, event
-from worker.events import Action
 
 pytestmark = pytest.mark.faults
 

@@ -11,10 +11,10 @@ import pytest
 import responses
 from responses import matchers
 
+from core.jobs import ExportJob
 from producers.backfill.files import FileSource, SourceError, count_records, detect_format
 from producers.backfill.scan import ScanSource
 from producers.backfill.snapshot import SnapshotError, parse_as_of
-from worker.jobs import ExportJob
 
 JOB = ExportJob(id="vip", audiences=("vip", "buyers"), field_map={"first_name": "first_name"})
 BASE = "http://lytics.test"

@@ -8,7 +8,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.keys import JobKeys
+from core.keys import JobKeys
 from worker.state import FORGET, Desired, DesiredState, Mark
 
 EMAILS = [f"u{i}@example.com" for i in range(40)]

@@ -6,10 +6,10 @@ import time
 
 import redis
 
+from core.events import Action, AudienceEvent
 from producers.commands.status import job_status
 from tests.conftest import wait_until
 from tests.harness import Stack, event
-from worker.events import Action, AudienceEvent
 
 E, X = Action.ENTER, Action.EXIT
 Y2099 = 4_070_908_800_000_000_000

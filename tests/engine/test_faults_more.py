@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from core.events import Action, AudienceEvent
 from sandbox.server import SandboxServer
 from tests.conftest import RedisServer, wait_until
 from tests.harness import Stack, event
-from worker.events import Action, AudienceEvent
 
 E, X = Action.ENTER, Action.EXIT
 T0 = 1_764_000_000_000_000_000

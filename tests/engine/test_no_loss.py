@@ -17,14 +17,14 @@ import redis
 from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
+from core.events import Action
+from core.settings import load_settings
 from producers.cli import main
 from producers.webhook import create_app
 from tests.conftest import wait_until
 from tests.harness import ROOT, Stack, event
 from worker.celery_app import create_app as create_celery_app
 from worker.commands import worker_argv
-from worker.events import Action
-from worker.settings import load_settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)

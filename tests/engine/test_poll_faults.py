@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from contract.operations import GET_BULK_IMPORT
+from core.events import Action
 from tests.conftest import wait_until
 from tests.harness import Stack, event
-from worker.events import Action
 
 T0 = 1_764_000_000_000_000_000
 

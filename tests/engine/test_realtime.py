@@ -6,10 +6,10 @@ import time
 
 import pytest
 
+from core.events import Action
 from sandbox.testing import SandboxClient
 from tests.conftest import wait_until
 from tests.harness import API_KEY, Stack, event
-from worker.events import Action
 
 E, X, C = Action.ENTER, Action.EXIT, Action.CHANGE
 T0 = 1_764_000_000_000_000_000

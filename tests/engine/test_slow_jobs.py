@@ -12,10 +12,10 @@ import time
 import pytest
 import redis
 
+from core.events import Action
 from producers.commands.status import job_status
 from tests.conftest import wait_until
 from tests.harness import Stack, event
-from worker.events import Action
 
 E, X = Action.ENTER, Action.EXIT
 T0 = 1_764_000_000_000_000_000

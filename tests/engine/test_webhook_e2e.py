@@ -11,10 +11,10 @@ import redis
 from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
+from core.jobs import load_jobs
 from producers.webhook import create_app
 from tests.harness import Stack
 from worker.celery_app import create_app as create_celery_app
-from worker.jobs import load_jobs
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from core.settings import load_settings
 from tests.engine.conftest import sandbox_server, stack  # noqa: F401 - fixtures reused as is
 from tests.harness import Stack
-from worker.settings import load_settings
 
 JOB = {"id": "vip", "audiences": ["vip_buyers"], "new_list_name": "VIP"}
 

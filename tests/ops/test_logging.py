@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
+from core.dispatch import masked_args
+from core.settings import Settings
 from worker import observability
-from worker.dispatch import masked_args
-from worker.settings import Settings
 
 KEY = "pk_live_0123456789abcdef"
 TOKEN = "webhook-token-9f8e7d6c"

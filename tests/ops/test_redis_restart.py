@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from core.events import Action
 from sandbox.server import SandboxServer
 from tests.conftest import RedisServer, wait_until
 from tests.harness import Stack, event
 from tests.ops.conftest import JOB
 from tests.ops.test_beat import FAST
-from worker.events import Action
 from worker.schedule import QUEUES, heartbeat_key
 
 T0 = 1_764_000_000_000_000_000

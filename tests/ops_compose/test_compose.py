@@ -26,11 +26,11 @@ from celery.bin.celery import celery
 from flower.options import options as flower_options
 
 import worker
+from core.jobs import load_jobs
+from core.settings import Settings
 from producers.cli import COMMANDS, build_parser
 from producers.webhook import app as webhook_app
-from worker.jobs import load_jobs
 from worker.schedule import OpsSettings
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -120,7 +120,7 @@ def test_every_setting_comes_from_the_environment() -> None:
 
 
 def test_defaults_in_the_compose_file_are_the_settings_defaults() -> None:
-    """``${VAR:-default}`` must say what worker/settings.py says, so both docs agree."""
+    """``${VAR:-default}`` must say what core/settings.py says, so both docs agree."""
     env = compose()["x-settings"]
     fields = {**OpsSettings.model_fields, **Settings.model_fields}
     for name, info in fields.items():

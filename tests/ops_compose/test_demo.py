@@ -15,12 +15,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from core.jobs import load_jobs
+from core.settings import Settings
 from producers.demo import audience, backends, processes
 from producers.demo import summary as report
 from producers.lytics import parse_body
-from worker.jobs import load_jobs
 from worker.normalize import normalize_email
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = load_jobs(audience.JOBS_FILE).get(audience.JOB_ID)

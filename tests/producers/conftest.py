@@ -15,10 +15,10 @@ from lytics_samples import TOKEN, VIP_SLUG
 from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
+from core.jobs import ExportJob, JobsFile
+from core.settings import Settings
 from producers.webhook import create_app
 from worker.celery_app import create_app as create_celery_app
-from worker.jobs import ExportJob, JobsFile
-from worker.settings import Settings
 
 with warnings.catch_warnings():  # the lock has httpx, not httpx2; TestClient works with both
     warnings.simplefilter("ignore", StarletteDeprecationWarning)

@@ -18,9 +18,9 @@ from lytics_samples import (
     segment_event,
 )
 
+from core.events import Action, AudienceEvent
+from core.jobs import ExportJob
 from producers.lytics import MAX_BODIES, PayloadError, parse_body, parse_json, parse_timestamp
-from worker.events import Action, AudienceEvent
-from worker.jobs import ExportJob
 
 RECEIVED_NS = 1_800_000_000_000_000_000  # the receiver's clock in these specs
 

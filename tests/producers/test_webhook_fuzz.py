@@ -20,8 +20,8 @@ from lytics_samples import (
 )
 from starlette.testclient import TestClient
 
+from core.jobs import ExportJob
 from producers.lytics import ParsedBody, PayloadError, parse_body
-from worker.jobs import ExportJob
 
 URL = "/webhooks/lytics/vip"
 AUTH = {"X-Api-Key": TOKEN}

@@ -23,10 +23,10 @@ from lytics_samples import (
 )
 from starlette.testclient import TestClient
 
+from core.jobs import ExportJob, JobsFile
+from core.settings import ConfigurationError, Settings
 from producers.webhook import create_app
 from worker.celery_app import create_app as create_celery_app
-from worker.jobs import ExportJob, JobsFile
-from worker.settings import ConfigurationError, Settings
 
 URL = "/webhooks/lytics/vip"
 

@@ -16,11 +16,11 @@ from lytics_samples import TOKEN, batch, queued_events
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from core import dispatch
+from core.jobs import ExportJob, JobsFile
+from core.settings import Settings
 from producers.webhook import create_app
-from worker import dispatch
 from worker.celery_app import create_app as create_celery_app
-from worker.jobs import ExportJob, JobsFile
-from worker.settings import Settings
 
 URL = "/webhooks/lytics/vip"
 # Without ignore_result=True, send_task subscribes to each task's result; with Redis down,
@@ -60,7 +60,7 @@ class Poster(threading.Thread):
 
 @pytest.mark.faults
 @pytest.mark.xfail(RESULTS_SUBSCRIBED, strict=False,
-                   reason="worker/dispatch.py: send_task needs ignore_result=True")
+                   reason="core/dispatch.py: send_task needs ignore_result=True")
 def test_outage_is_503_then_recovery_with_every_accepted_event_queued(own_redis: Any,
                                                                       job: ExportJob) -> None:
     """Stop Redis under load: 503 + Retry-After meanwhile, 202 after restart, none lost."""

@@ -12,10 +12,10 @@ from celery import Celery
 from lytics_samples import TOKEN, VIP_SLUG, body, queue_length, queued_events, segment_event
 from starlette.testclient import TestClient
 
+from core.jobs import JobsFileError
+from core.settings import Settings
 from producers.webhook import create_app
 from tests.harness import jobs_toml
-from worker.jobs import JobsFileError
-from worker.settings import Settings
 
 VIP = {"id": "vip", "audiences": [VIP_SLUG], "new_list_name": "VIP"}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -66,11 +66,11 @@ def test_a_bad_edit_keeps_the_last_good_file(
         receiver: TestClient, jobs_file: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A typo in the file neither stops the receiver nor drops the jobs it had."""
     jobs_file.write_text(jobs_toml([VIP]) + "\n[[jobs]]\nid = 'typo'\n")
-    with caplog.at_level(logging.ERROR, logger="worker.jobs"):
+    with caplog.at_level(logging.ERROR, logger="core.jobs"):
         answers = [receiver.post("/webhooks/lytics/vip", json=body(), headers=AUTH).status_code
                    for _ in range(5)]
     assert answers == [202] * 5
-    assert len([r for r in caplog.records if r.name == "worker.jobs"]) == 1
+    assert len([r for r in caplog.records if r.name == "core.jobs"]) == 1
 
 
 def test_a_new_job_without_a_token_keeps_the_last_good_file(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.backoff import backoff_seconds
+from core.backoff import backoff_seconds
 
 
 class TestEnvelope:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from core.jobs import JobsFileError, UnknownJobError, parse_jobs
+from core.jobswatch import JobsWatcher
+from core.settings import load_settings
 from tests.harness import jobs_toml
 from worker import runtime
-from worker.jobs import JobsFileError, UnknownJobError, parse_jobs
-from worker.jobswatch import JobsWatcher
-from worker.settings import load_settings
 
 VIP = {"id": "vip", "audiences": ["vip"], "new_list_name": "VIP"}
 NEWS = {"id": "news", "audiences": ["news"], "new_list_name": "News"}
@@ -71,7 +71,7 @@ class TestWatcher:
         watcher = JobsWatcher(path, lambda jobs: jobs)
         assert [j.id for j in watcher.current().jobs] == ["vip"]
         path.write_text(jobs_toml([VIP]) + TYPO)
-        with caplog.at_level(logging.ERROR, logger="worker.jobs"):
+        with caplog.at_level(logging.ERROR, logger="core.jobs"):
             seen = [watcher.current() for _ in range(20)]
         assert all([j.id for j in jobs.jobs] == ["vip"] for jobs in seen)
         assert watcher.problem is not None and "'typo'" in watcher.problem

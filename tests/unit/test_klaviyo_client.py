@@ -14,6 +14,7 @@ import requests
 import responses
 
 from contract import operations as ops
+from core.settings import load_settings
 from tests.unit.klaviyo_fakes import BASE, REVISION, fake_client
 from worker.klaviyo import client as client_module
 from worker.klaviyo.client import (
@@ -32,7 +33,6 @@ from worker.klaviyo.errors import (
     TransientError,
 )
 from worker.klaviyo.statuses import parse_retry_after
-from worker.settings import load_settings
 
 KEY = "pk_secret_0123456789abcdef"
 LIST_URL = f"{BASE}/api/lists/L1"

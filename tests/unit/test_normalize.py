@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.jobs import ExportJob
+from core.jobs import ExportJob
 from worker.normalize import (
     INVALID_EMAIL,
     NO_EMAIL,

@@ -6,10 +6,10 @@ import time
 
 import redis
 
+from core.events import Action, AudienceEvent
+from core.jobs import ExportJob
+from core.keys import JobKeys
 from worker.counters import JobCounters, person_digest
-from worker.events import Action, AudienceEvent
-from worker.jobs import ExportJob
-from worker.keys import JobKeys
 from worker.record import FUTURE_TS, event_time, mark_events, record_events
 from worker.state import DesiredState
 

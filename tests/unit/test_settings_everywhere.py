@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from core.settings import Settings, load_settings
 from producers import cli
-from worker.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CANDIDATES = ("-5", "not a value!", "maybe", "")

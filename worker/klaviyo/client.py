@@ -24,10 +24,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from contract.operations import Operation
+from core.settings import load_settings
 from worker.klaviyo.caps import check_caps
 from worker.klaviyo.errors import TransientError
 from worker.klaviyo.statuses import refusal
-from worker.settings import load_settings
 
 JSON_API = "application/vnd.api+json"
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from worker.jobs import JobsFile, JobsFileError, load_jobs
-from worker.settings import ConfigurationError
+from core.jobs import JobsFile, JobsFileError, load_jobs
+from core.settings import ConfigurationError
 
-log = logging.getLogger("worker.jobs")
+log = logging.getLogger("core.jobs")
 T = TypeVar("T")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from worker.settings import ConfigurationError
+from core.settings import ConfigurationError
 
 STANDARD_FIELDS = frozenset(
     {

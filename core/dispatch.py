@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from worker.events import Action, AudienceEvent
+from core.events import Action, AudienceEvent
 
 TASK_FOR_ACTION = {
     Action.ENTER: "audience.enter",
