@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     removal_wait_seconds: PositiveFloat = 900.0
     max_event_skew_seconds: float = Field(default=300.0, ge=0)
 
-    # --- Beat and health (worker/schedule.py, worker/health.py) ------------------------------
+    # --- Beat and health (worker/ops/schedule.py, worker/ops/health.py) ----------------------
     heartbeat_interval_seconds: PositiveFloat = 10.0
     health_interval_seconds: PositiveFloat = 60.0
     beat_lock_timeout_seconds: int = Field(default=30, ge=1)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from core.settings import ConfigurationError, load_settings
-from worker import observability
+from worker.ops import observability
 
 COMMANDS = ("jobs", "start", "status", "enqueue", "dlq", "health", "webhook", "sandbox")
 

@@ -11,7 +11,7 @@ A body parses completely or raises :class:`PayloadError`, whose message names th
 place (``body[3].data.segment_events[0].enter: not an RFC 3339 timestamp``).
 
 Every event carries the receiver's clock (``received_ns``): the worker moves an event time
-stamped too far ahead of it back to that moment (see ``worker.record``), so the time the
+stamped too far ahead of it back to that moment (see ``worker.engine.record``), so the time the
 receiver saw, not the worker's, is what counts.
 """
 

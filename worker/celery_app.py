@@ -1,7 +1,7 @@
 """The Celery app: broker on Redis, configured for no loss (see celery-redis notes §0-§1).
 
 ``celery -A worker worker`` and ``celery -A worker beat`` find ``app`` here
-through ``worker/__init__.py``. Tasks live in ``worker.tasks``.
+through ``worker/__init__.py``. Tasks live in ``worker.tasks`` (one module per queue family).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from celery import Celery
 from kombu.entity import Queue
 
 from core.settings import Settings, load_settings
-from worker import observability
-from worker.broker import TRANSPORT
-from worker.schedule import QUEUES, beat_config
+from worker.ops import observability
+from worker.ops.broker import TRANSPORT
+from worker.ops.schedule import QUEUES, beat_config
 
 __all__ = ["QUEUES", "app", "celery_config", "create_app"]
 
@@ -76,7 +76,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
-    include = ["worker.tasks", "worker.ops_tasks", "worker.backfill_tasks"]
+    include = ["worker.tasks.export", "worker.tasks.ops", "worker.tasks.backfill"]
     app = Celery("klaviyo_audience_export", include=include)
     app.conf.update(celery_config(settings))
     observability.connect_signals()

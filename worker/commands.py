@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from worker.schedule import QUEUES
+from worker.ops.schedule import QUEUES
 
 
 def worker_argv(

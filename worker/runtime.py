@@ -16,7 +16,7 @@ from core.jobswatch import JobsWatcher
 from core.keys import JobKeys
 from core.settings import load_settings
 from worker.klaviyo.client import KlaviyoClient, client_for
-from worker.ratelimit import RateLimiter
+from worker.limits.ratelimit import RateLimiter
 
 _watchers: dict[str, JobsWatcher[JobsFile]] = {}
 

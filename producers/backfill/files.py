@@ -30,7 +30,7 @@ from core.jobs import ExportJob
 from producers.backfill.member import Member, audiences_for, keep_fields
 from producers.backfill.snapshot import row_timestamp
 from producers.lytics import show
-from worker.backfill_rows import INVALID_TIMESTAMP, NOT_IN_AUDIENCE
+from worker.engine.backfill_rows import INVALID_TIMESTAMP, NOT_IN_AUDIENCE
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 

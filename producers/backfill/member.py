@@ -25,8 +25,8 @@ class Member:
     omitted: str | None = None
 
     def wire(self, run_ts_ns: int) -> dict[str, Any]:
-        """The ``worker.backfill_rows.ChunkRow`` dict (an enter in the first audience, ``also``
-        the others), without building the model.
+        """The ``ChunkRow`` dict (``worker.engine.backfill_rows``): an enter in the first
+        audience, ``also`` the others, without building the model.
 
         Every part is already valid (selected audiences, a whole timestamp, a dict), and a
         backfill makes a million of these: the worker validates each chunk as it loads it.

@@ -4,7 +4,7 @@ Each chunk holds up to the mode's bulk cap of people (1,000 to subscribe, 10,000
 force-add), one row per person with every selected audience they are in, so a chunk claims
 at most one Klaviyo call's worth of users; people the source leaves out (not in the job's
 audiences) are only counted, in the next chunk, which closes early once it accounts for ten
-caps of people. Chunks are written to Redis (``worker.backfill_rows``); messages carry only
+caps of people. Chunks are written to Redis (``worker.engine.backfill_rows``); messages carry only
 ``(job, run, n)``. Every enter carries the source's snapshot time (``snapshot_ns``, kept
 by a resumed run), so an exit recorded after the snapshot wins. Chunks go out in segments: one
 flat chord of up to ``segment_chunks`` chunk tasks and a ``backfill.segment`` body, sent as
@@ -28,8 +28,8 @@ from celery import chord
 
 from core.jobs import ExportJob
 from producers.backfill.member import Member
-from worker.backfill import RUN_TTL, RunStore
-from worker.backfill_tasks import chunk, segment
+from worker.engine.backfill import RUN_TTL, RunStore
+from worker.tasks.backfill import chunk, segment
 
 SUBSCRIBE_CHUNK = 1_000
 FORCE_ADD_CHUNK = 10_000

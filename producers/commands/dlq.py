@@ -25,7 +25,7 @@ from core.keys import JobKeys
 from core.settings import load_settings
 from producers.cli import UserError
 from worker.celery_app import create_app
-from worker.deadletter import DeadLetter, DeadLetterStore
+from worker.state.deadletter import DeadLetter, DeadLetterStore
 
 EVENTS_PER_MESSAGE = 1000
 

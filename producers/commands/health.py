@@ -1,6 +1,6 @@
 """``klaviyo-export health [--json] [--require-workers]``: is everything working, right now?
 
-Runs every check of :mod:`worker.health` live: the jobs file loads (a bad one is a failing
+Runs every check of :mod:`worker.ops.health` live: the jobs file loads (a bad one is a failing
 ``jobs-file`` component naming the error; the per-job checks then have no jobs); Redis
 answers; each distinct Klaviyo key is accepted (``get_accounts``, granted by the shared
 limiter); each queue's heartbeat is fresh once workers have run; queues and dead letters are
@@ -17,10 +17,10 @@ import redis
 
 from core.jobs import ExportJob, JobsFileError, load_jobs
 from core.settings import load_settings
-from worker import health
 from worker.klaviyo.client import from_settings
-from worker.ratelimit import RateLimiter
-from worker.schedule import OpsSettings
+from worker.limits.ratelimit import RateLimiter
+from worker.ops import health
+from worker.ops.schedule import OpsSettings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -26,12 +26,13 @@ from producers.backfill.progress import Progress, from_hash, summary, watch
 from producers.backfill.scan import ScanSource
 from producers.backfill.snapshot import SnapshotError, parse_as_of
 from producers.cli import UserError
-from worker import engine, runtime
-from worker.backfill import RunStore
-from worker.bootstrap import BootstrapBusy
-from worker.gate import Throttled
-from worker.jobstate import JobStateStore
+from worker import runtime
+from worker.engine import export as engine
+from worker.engine.backfill import RunStore
+from worker.engine.bootstrap import BootstrapBusy
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
+from worker.limits.gate import Throttled
+from worker.state.jobstate import JobStateStore
 
 BOOTSTRAP_ATTEMPTS = 20
 

@@ -14,9 +14,9 @@ from core.keys import JobKeys
 from core.settings import load_settings
 from producers.backfill import progress as backfill_progress
 from producers.cli import UserError
-from worker.counters import JobCounters
-from worker.jobstate import JobStateStore
-from worker.state import DesiredState
+from worker.state.counters import JobCounters
+from worker.state.desired import DesiredState
+from worker.state.jobstate import JobStateStore
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

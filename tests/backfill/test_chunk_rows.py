@@ -12,7 +12,7 @@ import redis
 from core.jobs import ExportJob
 from producers.backfill.member import Member
 from producers.backfill.producer import Producer
-from worker.backfill_rows import chunk_from_json, chunk_json, chunk_marks
+from worker.engine.backfill_rows import chunk_from_json, chunk_json, chunk_marks
 
 JOB = ExportJob(id="bf", audiences=("aud_a", "aud_b"), field_map={"first_name": "first_name"})
 TS = 1_714_564_800 * 10**9

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.keys import JobKeys
-from worker.state import FORGET, Desired, DesiredState, Mark
+from worker.state.desired import FORGET, Desired, DesiredState, Mark
 
 EMAILS = [f"u{i}@example.com" for i in range(40)]
 AUDIENCES = ["a", "b", "c"]

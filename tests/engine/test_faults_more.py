@@ -99,7 +99,7 @@ def test_redis_killed_and_restarted_with_aof_mid_run_loses_nothing(
         worker = stack.workers[0]
         aof_redis.kill()
         aof_redis.start()
-        # the same worker reconnects and carries on (worker.broker): nobody restarts it
+        # the same worker reconnects and carries on (worker.ops.broker): nobody restarts it
         stack.send("aof", [event(e, "vip", E, T0) for e in emails[2000:]])
         stack.wait_for_members("aof", set(emails), timeout=60)
         stack.assert_reconciled("aof", entered=len(emails), members=len(emails))

@@ -48,5 +48,5 @@ def test_a_failing_import_poll_is_rescheduled_without_an_error(
     errors = [line for line in log.splitlines() if '"level": "ERROR"' in line]
     assert errors == [], errors[:3]
     assert "Traceback" not in log
-    assert '"level": "WARNING", "logger": "worker.engine"' in log  # said, once per put-off
+    assert '"level": "WARNING", "logger": "worker.engine.export"' in log  # said, once per put-off
     assert worker.poll() is None

@@ -13,7 +13,7 @@ from tests.conftest import wait_until
 from tests.harness import Stack
 from tests.ops.conftest import JOB
 from worker.celery_app import create_app
-from worker.schedule import QUEUES, OpsSettings, beat_config, broker_queue_keys, heartbeat_key
+from worker.ops.schedule import QUEUES, OpsSettings, beat_config, broker_queue_keys, heartbeat_key
 
 FAST = {"HEARTBEAT_INTERVAL_SECONDS": "1", "BEAT_LOCK_TIMEOUT_SECONDS": "3",
         "BEAT_MAX_LOOP_INTERVAL_SECONDS": "0.5"}
@@ -27,7 +27,7 @@ def heartbeats_sent(client: redis.Redis, prefix: str, queue: str) -> int:
 
 def test_every_entry_expires_after_its_period(stack: Stack) -> None:
     config = beat_config(stack.settings(), OpsSettings())
-    assert config["beat_scheduler"] == "worker.beat:RedBeatScheduler"  # RedBeat, restart-proof
+    assert config["beat_scheduler"] == "worker.ops.beat:RedBeatScheduler"  # RedBeat, restart-proof
     assert config["redbeat_key_prefix"].startswith(f"{stack.prefix}:")
     assert config["redbeat_lock_timeout"] <= 60
     entries = config["beat_schedule"]

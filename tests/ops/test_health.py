@@ -15,8 +15,8 @@ from sandbox.server import SandboxServer
 from tests.conftest import RedisServer
 from tests.harness import Stack
 from tests.ops.conftest import JOB
-from worker.deadletter import DeadLetter, DeadLetterStore
-from worker.schedule import heartbeat_key
+from worker.ops.schedule import heartbeat_key
+from worker.state.deadletter import DeadLetter, DeadLetterStore
 
 Configure = Callable[[Stack], None]
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from core.dispatch import masked_args
 from core.settings import Settings
-from worker import observability
+from worker.ops import observability
 
 KEY = "pk_live_0123456789abcdef"
 TOKEN = "webhook-token-9f8e7d6c"

@@ -20,7 +20,7 @@ from tests.conftest import RedisServer, wait_until
 from tests.harness import Stack, event
 from tests.ops.conftest import JOB
 from tests.ops.test_beat import FAST
-from worker.schedule import QUEUES, heartbeat_key
+from worker.ops.schedule import QUEUES, heartbeat_key
 
 T0 = 1_764_000_000_000_000_000
 

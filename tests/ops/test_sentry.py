@@ -13,7 +13,7 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
 from core.settings import Settings
-from worker import observability
+from worker.ops import observability
 
 KEY = "pk_live_abcdef0123456789"
 TOKEN = "tok-Zq81xLmN5pRt"

@@ -30,7 +30,7 @@ from core.jobs import load_jobs
 from core.settings import Settings
 from producers.cli import COMMANDS, build_parser
 from producers.webhook import app as webhook_app
-from worker.schedule import OpsSettings
+from worker.ops.schedule import OpsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

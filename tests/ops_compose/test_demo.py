@@ -20,7 +20,7 @@ from core.settings import Settings
 from producers.demo import audience, backends, processes
 from producers.demo import summary as report
 from producers.lytics import parse_body
-from worker.normalize import normalize_email
+from worker.engine.normalize import normalize_email
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = load_jobs(audience.JOBS_FILE).get(audience.JOB_ID)

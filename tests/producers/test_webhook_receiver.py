@@ -114,7 +114,7 @@ class TestAccepted:
         # then
         assert (answer.status_code, answer.json()) == (202, {"accepted": 1, "ignored": 0})
         (name, job_id, [wire]), = queued_messages(redis_client, prefix)
-        assert isinstance(wire.pop("received_ns"), int)  # the receiver's clock (worker.record)
+        assert isinstance(wire.pop("received_ns"), int)  # the receiver's clock (engine.record)
         assert (name, job_id, wire) == ("audience.enter", "vip", {
             "audience": VIP_SLUG, "action": "enter", "ts_ns": TS_NS,
             "profile": {"email": "ann@example.com", "first_name": "Ann",

@@ -8,7 +8,7 @@ from threading import Thread
 import pytest
 import redis
 
-from worker.counters import (
+from worker.state.counters import (
     ADDED,
     DEAD_LETTERED,
     FAILED,

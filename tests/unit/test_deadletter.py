@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from core.events import Action, AudienceEvent
 from core.keys import JobKeys
 from producers.commands.dlq import replay
-from worker.counters import JobCounters
-from worker.deadletter import MAX_DETAIL, DeadLetter, DeadLetterStore, dlq_key
+from worker.state.counters import JobCounters
+from worker.state.deadletter import MAX_DETAIL, DeadLetter, DeadLetterStore, dlq_key
 
 EVENT = AudienceEvent(audience="vip", action=Action.ENTER, ts_ns=1_700_000_000_000_000_000,
                       profile={"email": "ann@example.com", "first_name": "Ann"})

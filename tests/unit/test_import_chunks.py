@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from worker.imports import MAX_BYTES, MAX_PROFILES, chunks
-from worker.plan import profile_attributes
-from worker.state import Desired
+from worker.engine.imports import MAX_BYTES, MAX_PROFILES, chunks
+from worker.engine.plan import profile_attributes
+from worker.state.desired import Desired
 
 
 def users(n: int, note: str = "") -> list[Desired]:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.jobs import ExportJob
-from worker.normalize import (
+from worker.engine.normalize import (
     INVALID_EMAIL,
     NO_EMAIL,
     PHONE_INVALID,

@@ -13,7 +13,7 @@ import redis
 
 from contract.operations import Operation
 from tests.conftest import wait_until
-from worker.ratelimit import RateLimiter, allowed_calls
+from worker.limits.ratelimit import RateLimiter, allowed_calls
 
 OP = Operation("t", "GET", "/t", burst=5, steady=20)
 ACCOUNT = "acct1"

@@ -1,4 +1,4 @@
-"""Specs for ``worker.record``: event times too far ahead of the receiver's clock."""
+"""Specs for ``worker.engine.record``: event times too far ahead of the receiver's clock."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import redis
 from core.events import Action, AudienceEvent
 from core.jobs import ExportJob
 from core.keys import JobKeys
-from worker.counters import JobCounters, person_digest
-from worker.record import FUTURE_TS, event_time, mark_events, record_events
-from worker.state import DesiredState
+from worker.engine.record import FUTURE_TS, event_time, mark_events, record_events
+from worker.state.counters import JobCounters, person_digest
+from worker.state.desired import DesiredState
 
 JOB = ExportJob(id="vip", audiences=("vip",))
 SECOND = 1_000_000_000

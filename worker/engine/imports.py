@@ -16,11 +16,11 @@ from typing import Any, cast
 import orjson
 
 from contract import operations as ops
-from worker.deadletter import DeadLetter, DeadLetterStore
-from worker.gate import Gate
+from worker.engine.plan import applied_in
 from worker.klaviyo import bulk_import
-from worker.plan import applied_in
-from worker.state import FORGET, RETRY, Desired, DesiredState
+from worker.limits.gate import Gate
+from worker.state.deadletter import DeadLetter, DeadLetterStore
+from worker.state.desired import FORGET, RETRY, Desired, DesiredState
 
 MAX_PROFILES = 10_000
 MAX_BYTES = 4 * 1024 * 1024  # under Klaviyo's 5 MB, leaving room for the envelope

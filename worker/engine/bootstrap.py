@@ -14,10 +14,10 @@ import uuid
 
 from contract import operations as ops
 from core.jobs import ExportJob
-from worker.gate import Gate
-from worker.jobstate import JobStateStore, Status
 from worker.klaviyo import lists
 from worker.klaviyo.errors import AuthError, NotFound
+from worker.limits.gate import Gate
+from worker.state.jobstate import JobStateStore, Status
 
 LOCK_MS = 30_000
 

@@ -31,7 +31,7 @@ DEAD_LETTERED = "dead_lettered"
 COUNTS = (ADDED, REMOVED, FAILED, DEAD_LETTERED)
 OMITTED_PREFIX = "omitted:"
 DROPPED_PREFIX = "dropped:"
-# people whose removal Klaviyo never confirmed (``drift:remove_unconfirmed``, worker/lua/release)
+# people whose removal Klaviyo never confirmed (``drift:remove_unconfirmed``, lua/release.lua)
 DRIFT_PREFIX = "drift:"
 REMOVE_UNCONFIRMED = DRIFT_PREFIX + "remove_unconfirmed"
 # people with an event time moved back to the receiver's clock (``clamped:future_ts``)

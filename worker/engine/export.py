@@ -1,6 +1,6 @@
 """The engine's plain functions, one per task: record, flush, poll, bootstrap.
 
-Tasks in ``worker.tasks`` only adapt Celery to these; everything here can be
+Tasks in ``worker.tasks.export`` only adapt Celery to these; everything here can be
 called (and tested) without a worker.
 """
 
@@ -19,16 +19,17 @@ from core.events import AudienceEvent
 from core.jobs import ExportJob
 from core.keys import JobKeys
 from core.settings import load_settings
-from worker import imports, runtime
-from worker.bootstrap import bootstrap
-from worker.counters import JobCounters
-from worker.deadletter import DeadLetterStore
-from worker.flush import FlushContext, Flusher, FlushOutcome
-from worker.gate import Gate, Throttled
-from worker.jobstate import JobStateStore, Status
+from worker import runtime
+from worker.engine import imports
+from worker.engine.bootstrap import bootstrap
+from worker.engine.flush import FlushContext, Flusher, FlushOutcome
+from worker.engine.record import Recorded, record_events
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
-from worker.record import Recorded, record_events
-from worker.state import DesiredState
+from worker.limits.gate import Gate, Throttled
+from worker.state.counters import JobCounters
+from worker.state.deadletter import DeadLetterStore
+from worker.state.desired import DesiredState
+from worker.state.jobstate import JobStateStore, Status
 
 Scheduler = Callable[[str, float], None]  # (job_id, countdown) → enqueue a flush
 

@@ -1,4 +1,4 @@
-"""Celery tasks: thin adapters from messages to ``worker.engine``.
+"""Celery tasks: thin adapters from messages to ``worker.engine.export``.
 
 Every task has a namespaced name so that moving code never orphans queued
 messages, masks its displayed arguments, and runs under ``EngineTask``'s
@@ -25,10 +25,11 @@ from core.backoff import backoff_seconds
 from core.events import AudienceEvent
 from core.jobs import JobsFileError, UnknownJobError
 from core.settings import load_settings
-from worker import engine, runtime
+from worker import runtime
 from worker.celery_app import app
-from worker.deadletter import DeadLetterStore, event_letters
+from worker.engine import export as engine
 from worker.klaviyo.errors import redact
+from worker.state.deadletter import DeadLetterStore, event_letters
 
 log = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 1.0

@@ -2,7 +2,7 @@
 
 ``ops.heartbeat`` is sent to each queue and writes ``{prefix}:heartbeat:{queue}`` = now, so a
 fresh value proves that some worker is consuming *that* queue, not just that a process lives.
-``ops.health`` runs every check of :mod:`worker.health` and stores the results in
+``ops.health`` runs every check of :mod:`worker.ops.health` and stores the results in
 ``{prefix}:health``; Klaviyo is asked at most once a minute per key, through the limiter.
 """
 
@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 
 from core.settings import load_settings
-from worker import health, runtime
+from worker import runtime
 from worker.celery_app import app
 from worker.klaviyo.client import from_settings
-from worker.schedule import heartbeat_key
+from worker.ops import health
+from worker.ops.schedule import heartbeat_key
 
 
-@app.task(name="ops.heartbeat", queue="maintenance", ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name="ops.heartbeat", queue="maintenance", ignore_result=True)
 def heartbeat(queue: str) -> float:
     """Prove ``queue`` is consumed: record when a worker last ran this task from it."""
     now = time.time()
@@ -26,7 +27,7 @@ def heartbeat(queue: str) -> float:
     return now
 
 
-@app.task(name="ops.health", queue="maintenance", ignore_result=True)  # type: ignore[untyped-decorator]
+@app.task(name="ops.health", queue="maintenance", ignore_result=True)
 def check_health() -> int:
     """Run every health check, store the results; return how many components fail."""
     settings = load_settings()

@@ -21,12 +21,12 @@ import redis
 
 from contract import operations as ops
 from core.jobs import ExportJob
-from worker.deadletter import dlq_key
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient, fingerprint
 from worker.klaviyo.errors import KlaviyoError, redact
-from worker.ratelimit import RateLimiter
-from worker.schedule import QUEUES, OpsSettings, broker_queue_keys, health_key, heartbeat_key
+from worker.limits.ratelimit import RateLimiter
+from worker.ops.schedule import QUEUES, OpsSettings, broker_queue_keys, health_key, heartbeat_key
+from worker.state.deadletter import dlq_key
 
 ClientFor = Callable[[str], KlaviyoClient]  # api key → client
 

@@ -1,6 +1,6 @@
 """Desired state in Redis: what Klaviyo *should* show for each user, and who is not there yet.
 
-Lua scripts (``worker/lua/``) keep every change atomic:
+Lua scripts (``worker/state/lua/``) keep every change atomic:
 
 - ``record``: per (user, audience) keep the newest event by the source's own
   timestamp (a stale or duplicate event changes nothing; on a tie, exit wins), keep
@@ -44,13 +44,13 @@ import redis
 
 from core.keys import JobKeys
 
-# The scripts live in worker/lua/. Every script takes its items as one \x1f-separated string:
+# The scripts live in worker/state/lua/. Every script takes its items as one \x1f-separated string:
 # one argument instead of thousands keeps redis-py's per-argument encoding off the hot path.
 _LUA = Path(__file__).with_name("lua")
 
 
 def _script(*names: str) -> str:
-    """Lua files from worker/lua/, shared helpers first."""
+    """Lua files from worker/state/lua/, shared helpers first."""
     return "\n".join((_LUA / f"{name}.lua").read_text(encoding="utf-8") for name in names)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from worker.state import APPLIED_IN, APPLIED_TRY, FORGET, Desired, applied_code
+from worker.state.desired import APPLIED_IN, APPLIED_TRY, FORGET, Desired, applied_code
 
 
 @dataclass

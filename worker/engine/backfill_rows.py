@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from core.events import Action, AudienceEvent
 from core.jobs import ExportJob
-from worker.record import Marked, mark_events
-from worker.state import Mark
+from worker.engine.record import Marked, mark_events
+from worker.state.desired import Mark
 
 NOT_IN_AUDIENCE = "not_in_audience"
 INVALID_TIMESTAMP = "invalid_timestamp"

@@ -9,7 +9,7 @@ from typing import TypeVar
 from contract.operations import Operation
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import RateLimited
-from worker.ratelimit import RateLimiter
+from worker.limits.ratelimit import RateLimiter
 
 T = TypeVar("T")
 

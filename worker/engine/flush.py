@@ -24,12 +24,9 @@ from contract import operations as ops
 from core.jobs import ExportJob
 from core.keys import account_ids_key
 from core.settings import load_settings
-from worker import imports
-from worker.counters import JobCounters
-from worker.deadletter import DeadLetter, DeadLetterStore
-from worker.gate import Gate, Throttled
-from worker.isolate import send_isolating
-from worker.jobstate import JobStateStore
+from worker.engine import imports
+from worker.engine.isolate import send_isolating
+from worker.engine.plan import applied_in, applied_try, make_plan, profile_attributes
 from worker.klaviyo import lists, profiles, subscriptions
 from worker.klaviyo.errors import (
     AuthError,
@@ -38,8 +35,10 @@ from worker.klaviyo.errors import (
     KlaviyoRetriableError,
     RateLimited,
 )
-from worker.plan import applied_in, applied_try, make_plan, profile_attributes
-from worker.state import (
+from worker.limits.gate import Gate, Throttled
+from worker.state.counters import JobCounters
+from worker.state.deadletter import DeadLetter, DeadLetterStore
+from worker.state.desired import (
     FORGET,
     OUT,
     OUT_NO_PROFILE,
@@ -48,6 +47,7 @@ from worker.state import (
     Desired,
     DesiredState,
 )
+from worker.state.jobstate import JobStateStore
 
 SUBSCRIBE_CHUNK = 1000
 REMOVE_CHUNK = 1000

@@ -2,7 +2,7 @@
 
 A run lives in Redis under ``{prefix}:bf:{job}:{run}``: a hash of progress counters and the
 producer's checkpoint, the chunks themselves (``:chunk:{n}``, one row per person:
-``worker.backfill_rows``) and guard sets (``:done``, ``:segs``) that make every count happen
+``worker.engine.backfill_rows``) and guard sets (``:done``, ``:segs``) that make every count happen
 once, however often a message is delivered. ``{prefix}:bf:{job}:current`` names the
 unfinished run a rerun resumes.
 """
@@ -19,15 +19,22 @@ import redis
 
 from core.jobs import ExportJob
 from core.settings import load_settings
-from worker import engine, runtime
-from worker.backfill_rows import NOT_IN_AUDIENCE, Chunk, chunk_from_json, chunk_json, chunk_marks
-from worker.counters import JobCounters, counters_key
-from worker.deadletter import DeadLetterStore
-from worker.flush import FlushContext, Flusher
-from worker.jobstate import JobStateStore
+from worker import runtime
+from worker.engine import export as engine
+from worker.engine.backfill_rows import (
+    NOT_IN_AUDIENCE,
+    Chunk,
+    chunk_from_json,
+    chunk_json,
+    chunk_marks,
+)
+from worker.engine.flush import FlushContext, Flusher
+from worker.engine.record import count_marked
 from worker.klaviyo.errors import redact
-from worker.record import count_marked
-from worker.state import DesiredState
+from worker.state.counters import JobCounters, counters_key
+from worker.state.deadletter import DeadLetterStore
+from worker.state.desired import DesiredState
+from worker.state.jobstate import JobStateStore
 
 CHUNK_TTL = 7 * 86400
 RUN_TTL = 30 * 86400

@@ -1,6 +1,6 @@
 """Beat: what runs periodically, and how only one scheduler runs it (celery-redis notes §7).
 
-Beat uses RedBeat (through :mod:`worker.beat`, which survives a Redis restart): the schedule
+Beat uses RedBeat (through :mod:`worker.ops.beat`, which survives a Redis restart): the schedule
 lives in Redis under ``{key_prefix}:redbeat:`` and every beat process takes one Redis lock at
 start. A second beat blocks on that lock, polling every
 ``beat_max_loop_interval`` seconds, and takes over only when the active one stops renewing it
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.settings import Settings
-from worker.beat import SCHEDULER
+from worker.ops.beat import SCHEDULER
 
 QUEUES = ("realtime", "backfill", "maintenance")
 HEARTBEAT_TASK = "ops.heartbeat"

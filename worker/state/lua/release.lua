@@ -1,4 +1,4 @@
--- Record each user's outcome (codes: worker/state.py). Count each person's transitions once:
+-- Record each user's outcome (codes: worker/state/desired.py). Count each person's transitions once:
 -- ``added`` when a user becomes ``in`` from anything else, ``removed`` when a counted-in user
 -- leaves (``out``, or ``out?`` when no profile appeared in time, also counted as drift).
 local base, now, settle_until = ARGV[1], ARGV[2], ARGV[3]

@@ -1,4 +1,4 @@
-"""Celery tasks of a backfill: thin adapters over ``worker.backfill``.
+"""Celery tasks of a backfill: thin adapters over ``worker.engine.backfill``.
 
 ``backfill.chunk`` is a chord header task: it keeps its (tiny, deterministic) result for the
 chord, never raises for a bad chunk (it counts it as failed), and retries itself, without
@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker import backfill
 from worker.celery_app import app
-from worker.tasks import EngineTask, schedule_flush, schedule_poll
+from worker.engine import backfill
+from worker.tasks.export import EngineTask, schedule_flush, schedule_poll
 
 log = logging.getLogger(__name__)
 
 
-@app.task(  # type: ignore[untyped-decorator]
+@app.task(
     name="backfill.chunk", base=EngineTask, bind=True, queue="backfill",
           ignore_result=False, max_retries=None)
 def chunk(self: EngineTask, job_id: str, run_id: str, n: int) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def chunk(self: EngineTask, job_id: str, run_id: str, n: int) -> dict[str, Any]:
     return outcome.result
 
 
-@app.task(name="backfill.segment", base=EngineTask, queue="backfill")  # type: ignore[untyped-decorator]
+@app.task(name="backfill.segment", base=EngineTask, queue="backfill")
 def segment(results: list[Any], job_id: str, run_id: str, seg: int) -> bool:
     """A segment of chunks finished: count it; the last one records the run's summary."""
     return backfill.run_store(job_id, run_id).segment_done(seg)

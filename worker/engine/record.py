@@ -1,7 +1,7 @@
 """Turn audience events into desired-state marks; count who cannot be exported and why.
 
 Omitted people, people with a field left out and people whose event time was corrected are
-counted once each (see ``worker.counters``): the same body sent again, or a person in several
+counted once each (see ``worker.state.counters``): the same body sent again, or a person in several
 audiences, adds nothing. A person without a usable email is known by Lytics' ``_uid`` when the
 event carries it, else by the email value as sent, else by the profile itself.
 
@@ -25,9 +25,9 @@ import orjson
 from core.events import Action, AudienceEvent
 from core.jobs import LYTICS_UID_FIELD, ExportJob
 from core.settings import load_settings
-from worker.counters import CLAMPED_PREFIX, JobCounters, person_digest
-from worker.normalize import map_profile
-from worker.state import DesiredState, Mark
+from worker.engine.normalize import map_profile
+from worker.state.counters import CLAMPED_PREFIX, JobCounters, person_digest
+from worker.state.desired import DesiredState, Mark
 
 ACTION_CODE = {Action.ENTER: "E", Action.EXIT: "X", Action.CHANGE: "C"}
 FUTURE_TS = "future_ts"  # reason: stamped too far ahead of the receiver's clock
