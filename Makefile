@@ -21,15 +21,15 @@ test: install  ## the whole suite, fault injection included
 test-faults: install  ## only the fault-injection suite
 	$(RUN) pytest -q -m faults
 
-lint: install  ## ruff and mypy (strict on contract/, core/, worker/, producers/, scripts/)
-	$(RUN) ruff check contract core worker producers sandbox tests bench scripts
+lint: install  ## ruff and mypy (strict on contract/, core/, worker/, producers/, console/, scripts/)
+	$(RUN) ruff check contract core worker producers console sandbox tests bench scripts
 	$(RUN) mypy
 
 bench: install  ## side-by-side benchmark against the sandbox at real limits
 	$(RUN) python -m bench.run
 
 run: install  ## the demo on embedded defaults (RUN_ONCE=1 stops after the summary)
-	$(RUN) python -m producers.demo
+	$(RUN) python -m console.demo
 
 flower: install  ## Flower on :5555, task arguments masked
 	$(RUN) celery -A worker flower --address=127.0.0.1 --port=5555 $(if $(FLOWER_AUTH),--basic-auth=$(FLOWER_AUTH))

@@ -154,7 +154,7 @@ def run_export(
             cmd = [
                 sys.executable,
                 "-m",
-                "producers.cli",
+                "console.cli",
                 "start",
                 stack.job,
                 "--from-file",

@@ -37,7 +37,7 @@ def run_latency(
             [
                 sys.executable,
                 "-m",
-                "producers.cli",
+                "console.cli",
                 "webhook",
                 "--host",
                 "127.0.0.1",

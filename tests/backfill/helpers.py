@@ -35,7 +35,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def start_cmd(*args: str) -> list[str]:
-    """The installed ``klaviyo-export`` (as operators run it; ``python -m producers.cli``
+    """The installed ``klaviyo-export`` (as operators run it; ``python -m console.cli``
     would load the module twice, and its ``UserError`` would escape as a traceback)."""
     return [str(Path(sys.executable).with_name("klaviyo-export")), "start", *args]
 

@@ -37,7 +37,7 @@ def test_jsonl_file_fills_the_list_with_exactly_the_valid(bf: Stack, tmp_path: P
     out = run_start(bf, "bf", "--from-file", str(path), "--wait")
     assert "exported" in out.stdout and "omitted" in out.stdout
     check_exact_run(bf, valid, bad, N)  # added == valid included
-    status = subprocess.run([sys.executable, "-m", "producers.cli", "status", "bf"], cwd=ROOT,
+    status = subprocess.run([sys.executable, "-m", "console.cli", "status", "bf"], cwd=ROOT,
                             env=bf.env(), capture_output=True, text=True, check=True)
     assert f"exported {len(valid):,}" in status.stdout
 

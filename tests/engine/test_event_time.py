@@ -6,8 +6,8 @@ import time
 
 import redis
 
+from console.commands.status import job_status
 from core.events import Action, AudienceEvent
-from producers.commands.status import job_status
 from tests.conftest import wait_until
 from tests.harness import Stack, event
 

@@ -17,9 +17,9 @@ import redis
 from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
+from console.cli import main
 from core.events import Action
 from core.settings import load_settings
-from producers.cli import main
 from producers.webhook import create_app
 from tests.conftest import wait_until
 from tests.harness import ROOT, Stack, event

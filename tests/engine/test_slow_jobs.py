@@ -12,8 +12,8 @@ import time
 import pytest
 import redis
 
+from console.commands.status import job_status
 from core.events import Action
-from producers.commands.status import job_status
 from tests.conftest import wait_until
 from tests.harness import Stack, event
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers.cli import main
+from console.cli import main
 from sandbox.server import SandboxServer
 from tests.conftest import RedisServer
 from tests.harness import Stack

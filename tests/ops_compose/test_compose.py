@@ -3,7 +3,7 @@
 The compose file must satisfy the Compose specification's JSON schema (docs/compose-spec.json),
 and every command it runs must exist in this project: the Celery app importable as ``worker``,
 each celery sub-command and option known to the installed Celery (and Flower), and each
-``klaviyo-export`` sub-command registered in ``producers.cli`` with options its parser accepts.
+``klaviyo-export`` sub-command registered in ``console.cli`` with options its parser accepts.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from celery.bin.celery import celery
 from flower.options import options as flower_options
 
 import worker
+from console.cli import COMMANDS, build_parser
 from core.jobs import load_jobs
 from core.settings import Settings
-from producers.cli import COMMANDS, build_parser
 from producers.webhook import app as webhook_app
 from worker.ops.schedule import OpsSettings
 
@@ -200,7 +200,7 @@ def test_klaviyo_export_commands_exist(where: str, cmd: list[str]) -> None:
 
 def test_klaviyo_export_is_the_project_script() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["scripts"]["klaviyo-export"] == "producers.cli:main"
+    assert project["scripts"]["klaviyo-export"] == "console.cli:main"
 
 
 def test_healthchecks_reach_real_endpoints() -> None:

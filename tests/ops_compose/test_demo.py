@@ -15,10 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from console.demo import audience, backends, processes
+from console.demo import summary as report
 from core.jobs import load_jobs
 from core.settings import Settings
-from producers.demo import audience, backends, processes
-from producers.demo import summary as report
 from producers.lytics import parse_body
 from worker.engine.normalize import normalize_email
 
@@ -245,7 +245,7 @@ def test_make_run_once_converges_and_leaves_nothing_running() -> None:
            if k not in {"REDIS_URL", "KLAVIYO_API_KEY", "KEY_PREFIX", "EXPORT_JOBS_FILE"}}
     env["RUN_ONCE"] = "1"
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "producers.demo"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "console.demo"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:

@@ -10,8 +10,8 @@ import pytest
 import redis
 from lytics_samples import TS_NS, batch, body, cloud_event, queue_length, queued_events
 
+from console import cli
 from core.settings import load_settings
-from producers import cli
 
 JOBS = """
 [[jobs]]

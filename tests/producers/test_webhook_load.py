@@ -24,7 +24,7 @@ id = "vip"
 audiences = ["vip_buyers"]
 field_map = { first_name = "first_name" }
 """
-SERVE = ("import argparse, sys; from producers.commands import webhook; "
+SERVE = ("import argparse, sys; from console.commands import webhook; "
          "sys.exit(webhook.run(argparse.Namespace(host='127.0.0.1', port=int(sys.argv[1]), "
          "insecure_no_auth=False)))")
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from producers.cli import UserError, build_parser
+from console.cli import UserError, build_parser
 from sandbox import bench
 from tests.conftest import free_port, wait_until
 
@@ -28,7 +28,7 @@ def cli_sandbox() -> Iterator[str]:
     """``klaviyo-export sandbox`` in a subprocess, at a high speed."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "producers.cli", "sandbox", "--port", str(port),
+        [sys.executable, "-m", "console.cli", "sandbox", "--port", str(port),
          "--speed", "1000", "--log-level", "warning"])
     url = f"http://127.0.0.1:{port}"
     try:

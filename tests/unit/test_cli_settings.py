@@ -15,7 +15,7 @@ SECRET = "pk_live_supersecret_123456"
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "KLAVIYO_API_KEY": SECRET, **env}
     return subprocess.run(
-        [sys.executable, "-m", "producers.cli", *args],
+        [sys.executable, "-m", "console.cli", *args],
         env=full_env,
         text=True,
         capture_output=True,
@@ -51,7 +51,7 @@ def test_a_missing_jobs_file_is_one_line_not_a_traceback(tmp_path: object) -> No
 
 
 def test_a_command_error_run_as_a_module_is_one_line(tmp_path: Path) -> None:
-    """``python -m producers.cli`` catches its commands' UserError too: one line, exit 2."""
+    """``python -m console.cli`` catches its commands' UserError too: one line, exit 2."""
     jobs = tmp_path / "jobs.toml"
     jobs.write_text('[[jobs]]\nid = "vip"\naudiences = ["vip"]\n', encoding="utf-8")
     result = run_cli("start", "nojob", EXPORT_JOBS_FILE=str(jobs))

@@ -8,9 +8,9 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from console.commands.dlq import replay
 from core.events import Action, AudienceEvent
 from core.keys import JobKeys
-from producers.commands.dlq import replay
 from worker.state.counters import JobCounters
 from worker.state.deadletter import MAX_DETAIL, DeadLetter, DeadLetterStore, dlq_key
 

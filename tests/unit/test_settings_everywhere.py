@@ -16,21 +16,21 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from console import cli
 from core.settings import Settings, load_settings
-from producers import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CANDIDATES = ("-5", "not a value!", "maybe", "")
 FREE_FORM = (SecretStr | None, Path)  # any string is a valid secret or path: nothing to refuse
 
 ENTRY_POINTS = {
-    "cli": ["-m", "producers.cli", "status"],
+    "cli": ["-m", "console.cli", "status"],
     "worker": ["-m", "celery", "-A", "worker", "worker"],
     "beat": ["-m", "celery", "-A", "worker", "beat"],
     "flower": ["-m", "celery", "-A", "worker", "flower"],
-    "demo": ["-m", "producers.demo"],
-    "webhook": ["-m", "producers.cli", "webhook"],
-    "sandbox": ["-m", "producers.cli", "sandbox"],
+    "demo": ["-m", "console.demo"],
+    "webhook": ["-m", "console.cli", "webhook"],
+    "sandbox": ["-m", "console.cli", "sandbox"],
 }
 
 

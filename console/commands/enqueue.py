@@ -14,11 +14,11 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from console.cli import UserError
 from core.dispatch import send_events
 from core.events import AudienceEvent
 from core.jobs import ExportJob, load_jobs
 from core.settings import Settings, load_settings
-from producers.cli import UserError
 from producers.lytics import ParsedBody, PayloadError, parse_body, parse_json
 from producers.webhook.app import BROKER_ERRORS
 from worker.celery_app import create_app as create_celery_app

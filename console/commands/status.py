@@ -9,11 +9,11 @@ from typing import Any
 
 import redis
 
+from console.cli import UserError
 from core.jobs import load_jobs
 from core.keys import JobKeys
 from core.settings import load_settings
 from producers.backfill import progress as backfill_progress
-from producers.cli import UserError
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore

@@ -16,7 +16,7 @@ from types import FrameType
 import redis
 import requests
 
-from producers.demo.audience import ROOT
+from console.demo.audience import ROOT
 
 STOP_TIMEOUT = 10.0
 

@@ -18,12 +18,12 @@ import redis
 from celery import Celery
 from pydantic import ValidationError
 
+from console.cli import UserError
 from core.dispatch import send_events
 from core.events import AudienceEvent
 from core.jobs import load_jobs
 from core.keys import JobKeys
 from core.settings import load_settings
-from producers.cli import UserError
 from worker.celery_app import create_app
 from worker.state.deadletter import DeadLetter, DeadLetterStore
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import redis
 
+from console.cli import UserError
 from core.jobs import ExportJob
 from core.settings import Settings, load_settings
 from producers.backfill.files import FileSource, SourceError
@@ -25,7 +26,6 @@ from producers.backfill.producer import Producer, Source
 from producers.backfill.progress import Progress, from_hash, summary, watch
 from producers.backfill.scan import ScanSource
 from producers.backfill.snapshot import SnapshotError, parse_as_of
-from producers.cli import UserError
 from worker import runtime
 from worker.engine import export as engine
 from worker.engine.backfill import RunStore

@@ -4,5 +4,5 @@
 - ``processes``: child processes in their own groups, bounded waits;
 - ``backends``: Redis (``REDIS_URL`` or a private redis-server) and Klaviyo (or the sandbox);
 - ``summary``: what the demo prints at the end;
-- ``run``: the run itself (``python -m producers.demo``).
+- ``run``: the run itself (``python -m console.demo``).
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from producers.cli import UserError
+from console.cli import UserError
 from sandbox.cli import add_arguments, check, serve
 
 

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from producers.demo.audience import split_by_segment
-from producers.demo.processes import (
+from console.demo.audience import split_by_segment
+from console.demo.processes import (
     DemoError,
     Processes,
     choose_redis,

@@ -27,8 +27,7 @@ from typing import Any
 import redis
 import requests
 
-from core.settings import settings_or_exit
-from producers.demo.audience import (
+from console.demo.audience import (
     DEMO_TOKEN,
     JOB_ID,
     JOBS_FILE,
@@ -42,8 +41,8 @@ from producers.demo.audience import (
     restamp,
     rfc3339,
 )
-from producers.demo.backends import start_klaviyo, start_redis
-from producers.demo.processes import (
+from console.demo.backends import start_klaviyo, start_redis
+from console.demo.processes import (
     DemoError,
     Processes,
     free_port,
@@ -51,7 +50,8 @@ from producers.demo.processes import (
     interrupt,
     wait_for,
 )
-from producers.demo.summary import Summary, format_summary, run_once
+from console.demo.summary import Summary, format_summary, run_once
+from core.settings import settings_or_exit
 from worker.commands import beat_argv, worker_argv
 
 FLOWER_PORT = 5555
@@ -77,7 +77,7 @@ class Demo:
     def start_services(self) -> None:
         env = self.env
         port = free_port()
-        webhook = self.procs.spawn("webhook", [self.python, "-m", "producers.cli", "webhook",
+        webhook = self.procs.spawn("webhook", [self.python, "-m", "console.cli", "webhook",
                                                "--host", "127.0.0.1", "--port", str(port)], env)
         worker = self.procs.spawn(
             "worker", worker_argv(f"demo-{env['KEY_PREFIX']}", python=self.python), env)
@@ -108,7 +108,7 @@ class Demo:
     def run_backfill(self, profiles: list[dict[str, Any]]) -> None:
         print(f"Backfill: klaviyo-export start {JOB_ID} --from-file "
               f"{SAMPLE_AUDIENCE.relative_to(ROOT)} --wait", flush=True)
-        done = subprocess.run([self.python, "-m", "producers.cli", "start", JOB_ID,  # noqa: S603
+        done = subprocess.run([self.python, "-m", "console.cli", "start", JOB_ID,  # noqa: S603
                                "--from-file", str(SAMPLE_AUDIENCE), "--wait"],
                               cwd=ROOT, env=self.env, timeout=SETTLE_TIMEOUT, check=False)
         if done.returncode == 0:
@@ -132,7 +132,7 @@ class Demo:
         return answer
 
     def status(self) -> dict[str, Any]:
-        from producers.commands.status import job_status  # noqa: PLC0415 - needs KEY_PREFIX set
+        from console.commands.status import job_status  # noqa: PLC0415 - needs KEY_PREFIX set
 
         client = redis.Redis.from_url(self.env["REDIS_URL"], socket_connect_timeout=3)
         try:

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"producers.commands.{name}").register(sub)
+        importlib.import_module(f"console.commands.{name}").register(sub)
     return parser
 
 
@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # ``python -m producers.cli`` runs this file as ``__main__`` while the commands import
-    # ``producers.cli``: run that module's main, so the UserError it catches is theirs
-    from producers.cli import main as _main
+    # ``python -m console.cli`` runs this file as ``__main__`` while the commands import
+    # ``console.cli``: run that module's main, so the UserError it catches is theirs
+    from console.cli import main as _main
 
     sys.exit(_main())
