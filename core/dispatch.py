@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 from celery import Celery
 
+from core import names
 from core.events import Action, AudienceEvent
 
 TASK_FOR_ACTION = {
-    Action.ENTER: "audience.enter",
-    Action.EXIT: "audience.exit",
-    Action.CHANGE: "audience.change",
+    Action.ENTER: names.AUDIENCE_ENTER,
+    Action.EXIT: names.AUDIENCE_EXIT,
+    Action.CHANGE: names.AUDIENCE_CHANGE,
 }
 
 
@@ -37,7 +38,7 @@ def send_events(app: Celery, job_id: str, events: Sequence[AudienceEvent]) -> in
         app.send_task(
             TASK_FOR_ACTION[action],
             args=(job_id, wires),
-            queue="realtime",
+            queue=names.REALTIME,
             argsrepr=masked_args(job_id, len(wires)),
             kwargsrepr="{}",
             ignore_result=True,

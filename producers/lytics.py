@@ -27,6 +27,7 @@ import orjson
 
 from core.events import Action, AudienceEvent
 from core.jobs import ExportJob
+from core.redact import show
 
 MAX_BODIES = 1000
 MAX_DEPTH = 32  # nesting allowed in a profile value: the Celery message must stay encodable
@@ -36,7 +37,6 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))",
     re.ASCII,
 )
-_EMAIL = re.compile(r"[^\s@'\"]+@[^\s@'\"]+")
 
 
 class PayloadError(ValueError):
@@ -54,17 +54,6 @@ class ParsedBody:
     events: list[AudienceEvent]
     ignored: int  # segment events for audiences the job does not select
     bodies: int  # Lytics bodies in the request (1, or the array's length)
-
-
-def redact(text: str, limit: int = 40) -> str:
-    """``text`` cut to ``limit`` characters with every email-like part masked."""
-    text = text if len(text) <= limit else f"{text[: limit - 3]}..."
-    return _EMAIL.sub(lambda m: f"{m.group(0)[:1]}***@...", text)
-
-
-def show(value: object) -> str:
-    """A short, email-masked rendering of a value for an error message."""
-    return redact(repr(value))
 
 
 def parse_timestamp(text: object) -> int:

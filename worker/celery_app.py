@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from core import names
 from core.settings import Settings, load_settings
 from worker.ops import observability
 from worker.ops.broker import TRANSPORT
@@ -65,7 +66,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
-        "task_default_queue": "realtime",
+        "task_default_queue": names.REALTIME,
         "task_queues": [Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         "task_send_sent_event": True,
         "worker_send_task_events": True,

@@ -19,6 +19,7 @@ from celery import Celery
 from pydantic import ValidationError
 
 from console.cli import UserError
+from core import names
 from core.dispatch import send_events
 from core.events import AudienceEvent
 from core.jobs import load_jobs
@@ -82,7 +83,7 @@ def _stored_events(letters: Sequence[DeadLetter]) -> tuple[list[AudienceEvent], 
 
 
 def _send_flush(app: Celery, job_id: str) -> None:
-    app.send_task("export.flush", args=(job_id,), queue="realtime", ignore_result=True)
+    app.send_task(names.FLUSH, args=(job_id,), queue=names.REALTIME, ignore_result=True)
 
 
 def run(args: argparse.Namespace) -> int:

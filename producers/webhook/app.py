@@ -40,8 +40,9 @@ from starlette.routing import Route
 from core.dispatch import send_events
 from core.jobs import ExportJob, JobsFile
 from core.jobswatch import JobsWatcher
+from core.redact import redact, show
 from core.settings import Settings
-from producers.lytics import ParsedBody, PayloadError, parse_body, parse_json, redact, show
+from producers.lytics import ParsedBody, PayloadError, parse_body, parse_json
 from producers.webhook.auth import is_authorized, job_tokens, shared_token
 from producers.webhook.errors import (
     RETRY_AFTER_DOWN,
@@ -165,7 +166,7 @@ class Receiver:
 
 def _log_request(job_id: str, status: int, started: float, *, parsed: ParsedBody | None = None,
                  error: str | None = None) -> None:
-    line: dict[str, Any] = {"msg": "webhook", "job": redact(job_id), "status": status,
+    line: dict[str, Any] = {"msg": "webhook", "job": redact(job_id, 40), "status": status,
                             "ms": round((time.perf_counter() - started) * 1000, 1)}
     if parsed is not None:
         line.update(accepted=len(parsed.events), ignored=parsed.ignored, bodies=parsed.bodies)

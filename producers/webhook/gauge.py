@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import redis
 
+from core import names
 from producers.webhook.errors import RETRY_AFTER_BUSY, RETRY_AFTER_DOWN, Unavailable
 
 
-def queue_key(key_prefix: str, queue: str = "realtime") -> str:
+def queue_key(key_prefix: str, queue: str = names.REALTIME) -> str:
     """The Redis list that holds ``queue``'s messages."""
     return f"{key_prefix}:celery:{queue}"
 

@@ -17,7 +17,9 @@ from typing import Any
 import orjson
 import redis
 
+from core import names
 from core.jobs import ExportJob
+from core.redact import redact
 from core.settings import load_settings
 from worker import runtime
 from worker.engine import export as engine
@@ -30,7 +32,6 @@ from worker.engine.backfill_rows import (
 )
 from worker.engine.flush import FlushContext, Flusher
 from worker.engine.record import count_marked
-from worker.klaviyo.errors import redact
 from worker.state.counters import JobCounters, counters_key
 from worker.state.deadletter import DeadLetterStore
 from worker.state.desired import DesiredState
@@ -144,7 +145,7 @@ def flush_context(job: ExportJob, list_id: str, state: DesiredState,
         deadletters=DeadLetterStore(state.redis, state.keys.prefix, job.id),
         batch_size=10_000 if job.force_add else s.flush_batch_size,
         lease_seconds=s.lease_seconds, settle_seconds=s.subscribe_settle_seconds,
-        queue="backfill", schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
+        queue=names.BACKFILL, schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
     )
 
 

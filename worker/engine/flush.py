@@ -21,6 +21,7 @@ from functools import partial
 from typing import TypeVar
 
 from contract import operations as ops
+from core import names
 from core.jobs import ExportJob
 from core.keys import account_ids_key
 from core.settings import load_settings
@@ -75,7 +76,7 @@ class FlushContext:
     removal_wait_seconds: float = field(
         default_factory=lambda: load_settings().removal_wait_seconds
     )
-    queue: str = "realtime"
+    queue: str = names.REALTIME
     schedule_poll: Callable[[str], None] = lambda _job_id: None
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract import operations as ops
+from core.redact import redact
 from worker.klaviyo.client import KlaviyoClient
-from worker.klaviyo.errors import redact
 from worker.klaviyo.pagination import SIZE, iter_resources, page_size
 
 FINISHED = frozenset({"complete", "cancelled"})

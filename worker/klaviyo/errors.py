@@ -21,18 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_EMAIL = re.compile(r"[^\s@\"'<>,;:()\[\]]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}")
-
-
-def redact(text: str) -> str:
-    """Mask anything shaped like an email: Klaviyo error details can echo them."""
-    return _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
-
-
-def mask_email(email: str) -> str:
-    """``ann@example.com`` → ``a***@example.com``; keeps logs useful and private."""
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}" if domain else "***"
+from core.redact import redact
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from contract.operations import Operation
+from core.redact import redact
 from worker.klaviyo.errors import (
     AuthError,
     InvalidRequest,
@@ -23,7 +24,6 @@ from worker.klaviyo.errors import (
     Problem,
     RateLimited,
     TransientError,
-    redact,
 )
 
 _SECONDS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*")

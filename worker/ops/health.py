@@ -21,9 +21,10 @@ import redis
 
 from contract import operations as ops
 from core.jobs import ExportJob
+from core.redact import redact
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient, fingerprint
-from worker.klaviyo.errors import KlaviyoError, redact
+from worker.klaviyo.errors import KlaviyoError
 from worker.limits.ratelimit import RateLimiter
 from worker.ops.schedule import QUEUES, OpsSettings, broker_queue_keys, health_key, heartbeat_key
 from worker.state.deadletter import dlq_key

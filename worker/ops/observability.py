@@ -20,8 +20,8 @@ import sentry_sdk
 from celery import signals
 from sentry_sdk.integrations.celery import CeleryIntegration
 
+from core.redact import redact
 from core.settings import Settings, load_settings
-from worker.klaviyo.errors import redact
 
 FILTERED = "[Filtered]"
 _API_KEY = re.compile(r"pk_[A-Za-z0-9_\-]+")

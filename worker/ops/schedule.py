@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from core import names
 from core.settings import Settings
 from worker.ops.beat import SCHEDULER
 
-QUEUES = ("realtime", "backfill", "maintenance")
-HEARTBEAT_TASK = "ops.heartbeat"
-HEALTH_TASK = "ops.health"
+QUEUES = names.QUEUES
+HEARTBEAT_TASK = names.HEARTBEAT
+HEALTH_TASK = names.HEALTH
 
 
 OpsSettings = Settings
@@ -35,9 +36,9 @@ def beat_schedule(settings: Settings, ops: Settings | None = None) -> dict[str, 
     ops = ops or settings
     beat = ops.heartbeat_interval_seconds
     schedule = {
-        "safety-flush": _entry("export.sweep", settings.sweep_interval_seconds),
-        "list-bootstrap": _entry("export.bootstrap_all", settings.bootstrap_interval_seconds),
-        "health": _entry(HEALTH_TASK, ops.health_period, queue="maintenance"),
+        "safety-flush": _entry(names.SWEEP, settings.sweep_interval_seconds),
+        "list-bootstrap": _entry(names.BOOTSTRAP_ALL, settings.bootstrap_interval_seconds),
+        "health": _entry(HEALTH_TASK, ops.health_period, queue=names.MAINTENANCE),
     }
     for queue in QUEUES:
         schedule[f"heartbeat-{queue}"] = {

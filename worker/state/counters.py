@@ -22,7 +22,7 @@ from typing import Any
 
 from redis import Redis
 
-from worker.klaviyo.errors import redact
+from core.redact import redact
 
 ADDED = "added"
 REMOVED = "removed"

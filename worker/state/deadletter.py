@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis import Redis
 
-from worker.klaviyo.errors import mask_email, redact
+from core.redact import mask_email, redact
 from worker.state.counters import DEAD_LETTERED, FAILED, JobCounters, counters_key, person_digest
 
 DEFAULT_CAP = 100_000

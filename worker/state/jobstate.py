@@ -15,7 +15,7 @@ from enum import StrEnum
 import redis
 
 from core.keys import JobKeys, jobs_index_key
-from worker.klaviyo.errors import redact
+from core.redact import redact
 
 log = logging.getLogger(__name__)
 

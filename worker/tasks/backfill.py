@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from core import names
 from worker.celery_app import app
 from worker.engine import backfill
 from worker.tasks.export import EngineTask, schedule_flush, schedule_poll
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 @app.task(
-    name="backfill.chunk", base=EngineTask, bind=True, queue="backfill",
+    name=names.BACKFILL_CHUNK, base=EngineTask, bind=True, queue=names.BACKFILL,
           ignore_result=False, max_retries=None)
 def chunk(self: EngineTask, job_id: str, run_id: str, n: int) -> dict[str, Any]:
     """Export one stored chunk of a backfill run; return its counts."""
@@ -35,7 +36,7 @@ def chunk(self: EngineTask, job_id: str, run_id: str, n: int) -> dict[str, Any]:
     return outcome.result
 
 
-@app.task(name="backfill.segment", base=EngineTask, queue="backfill")
+@app.task(name=names.BACKFILL_SEGMENT, base=EngineTask, queue=names.BACKFILL)
 def segment(results: list[Any], job_id: str, run_id: str, seg: int) -> bool:
     """A segment of chunks finished: count it; the last one records the run's summary."""
     return backfill.run_store(job_id, run_id).segment_done(seg)

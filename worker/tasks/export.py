@@ -21,14 +21,15 @@ from celery import Task, signals
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
+from core import names
 from core.backoff import backoff_seconds
 from core.events import AudienceEvent
 from core.jobs import JobsFileError, UnknownJobError
+from core.redact import redact
 from core.settings import load_settings
 from worker import runtime
 from worker.celery_app import app
 from worker.engine import export as engine
-from worker.klaviyo.errors import redact
 from worker.state.deadletter import DeadLetterStore, event_letters
 
 log = logging.getLogger(__name__)
@@ -150,31 +151,31 @@ def _record(job_id: str, events: list[dict[str, Any]]) -> int:
     return engine.record(job_id, parsed, schedule_flush).changed
 
 
-@app.task(name="audience.enter", base=RecordTask, queue="realtime")
+@app.task(name=names.AUDIENCE_ENTER, base=RecordTask, queue=names.REALTIME)
 def enter(job_id: str, events: list[dict[str, Any]]) -> int:
     """Users entered a selected audience: record it; a flush subscribes them."""
     return _record(job_id, events)
 
 
-@app.task(name="audience.exit", base=RecordTask, queue="realtime")
+@app.task(name=names.AUDIENCE_EXIT, base=RecordTask, queue=names.REALTIME)
 def exit_(job_id: str, events: list[dict[str, Any]]) -> int:
     """Users exited an audience: record it; a flush removes those in no other selected audience."""
     return _record(job_id, events)
 
 
-@app.task(name="audience.change", base=RecordTask, queue="realtime")
+@app.task(name=names.AUDIENCE_CHANGE, base=RecordTask, queue=names.REALTIME)
 def change(job_id: str, events: list[dict[str, Any]]) -> int:
     """Mapped fields changed: record them for current members only."""
     return _record(job_id, events)
 
 
-@app.task(name="export.flush", base=EngineTask, queue="realtime")
+@app.task(name=names.FLUSH, base=EngineTask, queue=names.REALTIME)
 def flush(job_id: str) -> int:
     """Apply the current desired state of one batch of pending users."""
     return engine.flush(job_id, schedule_flush, schedule_poll).claimed
 
 
-@app.task(name="export.poll_import", base=EngineTask, queue="realtime")
+@app.task(name=names.POLL_IMPORT, base=EngineTask, queue=names.REALTIME)
 def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> bool:
     """Wait for a Klaviyo bulk import; release or dead-letter its users when it ends."""
     again = engine.poll_import(job_id, kjob_id, attempt)
@@ -185,7 +186,7 @@ def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> bool:
     return again is None
 
 
-@app.task(name="export.bootstrap", base=EngineTask, queue="maintenance")
+@app.task(name=names.BOOTSTRAP, base=EngineTask, queue=names.MAINTENANCE)
 def bootstrap(job_id: str) -> str | None:
     """Resolve (find, create or re-check) the job's Klaviyo list."""
     list_id = engine.run_bootstrap(job_id)
@@ -194,7 +195,7 @@ def bootstrap(job_id: str) -> str | None:
     return list_id
 
 
-@app.task(name="export.sweep", base=EngineTask, queue="maintenance")
+@app.task(name=names.SWEEP, base=EngineTask, queue=names.MAINTENANCE)
 def sweep() -> int:
     """Beat's safety flush: every job with users waiting gets a flush, every import a poll."""
     swept = 0
@@ -203,7 +204,7 @@ def sweep() -> int:
     return swept
 
 
-@app.task(name="export.bootstrap_all", base=EngineTask, queue="maintenance")
+@app.task(name=names.BOOTSTRAP_ALL, base=EngineTask, queue=names.MAINTENANCE)
 def bootstrap_all() -> int:
     """Beat: re-check every job's list (and resume jobs whose key works again)."""
     for job in runtime.jobs().jobs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from core import names
 from core.settings import load_settings
 from worker import runtime
 from worker.celery_app import app
@@ -18,7 +19,7 @@ from worker.ops import health
 from worker.ops.schedule import heartbeat_key
 
 
-@app.task(name="ops.heartbeat", queue="maintenance", ignore_result=True)
+@app.task(name=names.HEARTBEAT, queue=names.MAINTENANCE, ignore_result=True)
 def heartbeat(queue: str) -> float:
     """Prove ``queue`` is consumed: record when a worker last ran this task from it."""
     now = time.time()
@@ -27,7 +28,7 @@ def heartbeat(queue: str) -> float:
     return now
 
 
-@app.task(name="ops.health", queue="maintenance", ignore_result=True)
+@app.task(name=names.HEALTH, queue=names.MAINTENANCE, ignore_result=True)
 def check_health() -> int:
     """Run every health check, store the results; return how many components fail."""
     settings = load_settings()

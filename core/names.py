@@ -1,0 +1,41 @@
+"""Queue and task names, defined once: the tasks, dispatch, beat, dead-letter replay and the
+backfill producer all send or declare by these strings.
+
+A task name is what a queued message carries: renaming one orphans every message already
+queued under the old name, so these strings never change when code moves.
+"""
+
+from __future__ import annotations
+
+# queues: live events and their flushes; a backfill's chunks; periodic upkeep
+REALTIME = "realtime"
+BACKFILL = "backfill"
+MAINTENANCE = "maintenance"
+QUEUES = (REALTIME, BACKFILL, MAINTENANCE)
+
+# record tasks (one per event action, see ``core.dispatch``)
+AUDIENCE_ENTER = "audience.enter"
+AUDIENCE_EXIT = "audience.exit"
+AUDIENCE_CHANGE = "audience.change"
+
+# export tasks
+FLUSH = "export.flush"
+POLL_IMPORT = "export.poll_import"
+BOOTSTRAP = "export.bootstrap"
+SWEEP = "export.sweep"
+BOOTSTRAP_ALL = "export.bootstrap_all"
+
+# a backfill's chord: one chunk task per stored chunk, a segment task as the body
+BACKFILL_CHUNK = "backfill.chunk"
+BACKFILL_SEGMENT = "backfill.segment"
+
+# operations
+HEARTBEAT = "ops.heartbeat"
+HEALTH = "ops.health"
+
+TASKS = (
+    AUDIENCE_ENTER, AUDIENCE_EXIT, AUDIENCE_CHANGE,
+    FLUSH, POLL_IMPORT, BOOTSTRAP, SWEEP, BOOTSTRAP_ALL,
+    BACKFILL_CHUNK, BACKFILL_SEGMENT,
+    HEARTBEAT, HEALTH,
+)
