@@ -102,11 +102,13 @@ def run(members: Path, lines: int) -> int:
     from producers.backfill.files import FileSource  # noqa: PLC0415 - after the env is set
     from producers.backfill.producer import Producer  # noqa: PLC0415
     from worker import runtime  # noqa: PLC0415
+    from worker.celery_app import create_app  # noqa: PLC0415
 
     job = runtime.job("bench")
     before = peak_mb()
     started = time.perf_counter()
-    producer = Producer(runtime.redis_client(), "bench", job, FileSource(members, job))
+    producer = Producer(runtime.redis_client(), "bench", job, FileSource(members, job),
+                        app=create_app())
     store = producer.run()
     elapsed = time.perf_counter() - started
     info = store.progress()

@@ -18,6 +18,7 @@ import redis
 from bench.baselines import list_count
 from bench.produce import email
 from bench.stack import ROOT, Redis, Sandbox, TreeSampler, stop, wait_until
+from core.keys import JobKeys
 from worker.commands import worker_argv
 
 AUDIENCE = "bench_audience"
@@ -101,7 +102,7 @@ class EngineStack:
         client = redis.Redis.from_url(self.redis.url, decode_responses=True)
         return str(
             wait_until(
-                lambda: client.hget(f"{self.prefix}:job:{self.job}:state", "list_id"),
+                lambda: client.hget(JobKeys(self.prefix, self.job).state, "list_id"),
                 timeout,
                 "the job's list",
                 interval=0.1,

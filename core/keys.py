@@ -1,8 +1,37 @@
-"""Redis key names, in one place (see docs/architecture.md for the layout)."""
+"""Every Redis key layout, in one place (docs/architecture.md tables them).
+
+Everything lives under the deployment's ``KEY_PREFIX`` (``p`` below):
+
+- ``p:job:{job}:...``: one export job (:class:`JobKeys`): desired state, counters, dead
+  letters, job state, flush bookkeeping. The Lua scripts of ``worker/state/lua/`` are passed
+  :attr:`JobKeys.base` and append the same suffixes (``:u:``, ``:pending``, ``:applied``...);
+  a test checks they use no suffix this module does not define.
+- ``p:bf:{job}:...``: backfill runs (:class:`RunKeys`, :func:`current_run_key`).
+- ``p:acct:{account}:ids``, ``p:rl:{account}:{op}:...``: per Klaviyo account (fingerprint).
+- ``p:jobs``, ``p:health``, ``p:heartbeat:{queue}``, ``p:deliveries:{task}:{n}``: the fleet.
+- ``p:celery:...``, ``p:redbeat:...``: Celery's broker and results, RedBeat's schedule.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# suffixes under a job's base that the Lua scripts build themselves from the base
+USER = ":u:"
+FIELDS = ":f:"
+PENDING = ":pending"
+INFLIGHT = ":inflight"
+SETTLING = ":settling"
+APPLIED = ":applied"
+REMOVAL_WAITS = ":removal-waits"
+DRIFT = ":drift"
+COUNTERS = ":counters"
+LUA_SUFFIXES = (USER, FIELDS, PENDING, INFLIGHT, SETTLING, APPLIED, REMOVAL_WAITS, DRIFT, COUNTERS)
+
+
+def job_base(prefix: str, job_id: str) -> str:
+    """``{prefix}:job:{job_id}``: every key of one job starts so."""
+    return f"{prefix}:job:{job_id}"
 
 
 @dataclass(frozen=True)
@@ -14,7 +43,7 @@ class JobKeys:
 
     @property
     def base(self) -> str:
-        return f"{self.prefix}:job:{self.job_id}"
+        return job_base(self.prefix, self.job_id)
 
     @property
     def state(self) -> str:
@@ -22,27 +51,42 @@ class JobKeys:
 
     @property
     def pending(self) -> str:
-        return f"{self.base}:pending"
+        return self.base + PENDING
 
     @property
     def inflight(self) -> str:
-        return f"{self.base}:inflight"
+        return self.base + INFLIGHT
 
     @property
     def settling(self) -> str:
-        return f"{self.base}:settling"
+        return self.base + SETTLING
 
     @property
     def applied(self) -> str:
-        return f"{self.base}:applied"
+        return self.base + APPLIED
 
     @property
     def removal_waits(self) -> str:
-        return f"{self.base}:removal-waits"
+        return self.base + REMOVAL_WAITS
 
     @property
     def drift(self) -> str:
-        return f"{self.base}:drift"
+        return self.base + DRIFT
+
+    @property
+    def counters(self) -> str:
+        """Hash of the job's counters (``worker.state.counters``)."""
+        return self.base + COUNTERS
+
+    @property
+    def people(self) -> str:
+        """``people + field`` is the set of digests of people counted under ``field``."""
+        return f"{self.base}:people:"
+
+    @property
+    def dlq(self) -> str:
+        """List of the job's dead letters, newest first."""
+        return f"{self.base}:dlq"
 
     @property
     def flushers(self) -> str:
@@ -53,17 +97,95 @@ class JobKeys:
         return f"{self.base}:flush-timer"
 
     @property
+    def flush_failures(self) -> str:
+        """Flushes failed in a row (a 5xx, a timeout): how far the next one backs off."""
+        return f"{self.base}:flush-failures"
+
+    @property
     def bootstrap_lock(self) -> str:
         return f"{self.base}:bootstrap-lock"
 
+    @property
+    def import_jobs(self) -> str:
+        """Zset of the Klaviyo bulk import jobs still being polled."""
+        return f"{self.base}:kjobs"
+
     def user(self, email: str) -> str:
-        return f"{self.base}:u:{email}"
+        return self.base + USER + email
 
     def fields(self, email: str) -> str:
-        return f"{self.base}:f:{email}"
+        return self.base + FIELDS + email
 
     def import_job(self, klaviyo_job_id: str) -> str:
         return f"{self.base}:kjob:{klaviyo_job_id}"
+
+
+def counters_key(prefix: str, job_id: str) -> str:
+    """The Redis hash holding ``job_id``'s counters."""
+    return JobKeys(prefix, job_id).counters
+
+
+def people_key_base(prefix: str, job_id: str) -> str:
+    """``people_key_base(...) + field`` is the set of people counted under ``field``."""
+    return JobKeys(prefix, job_id).people
+
+
+def dlq_key(prefix: str, job_id: str) -> str:
+    """The Redis list holding ``job_id``'s dead letters."""
+    return JobKeys(prefix, job_id).dlq
+
+
+def jobs_index_key(prefix: str) -> str:
+    """Set of job ids that have state in this Redis."""
+    return f"{prefix}:jobs"
+
+
+# --- backfill runs -------------------------------------------------------------------------
+
+
+def current_run_key(prefix: str, job_id: str) -> str:
+    """The job's unfinished backfill run, which a rerun resumes."""
+    return f"{prefix}:bf:{job_id}:current"
+
+
+def last_run_key(prefix: str, job_id: str) -> str:
+    """The job's newest backfill run (``status`` shows it)."""
+    return f"{prefix}:bf:{job_id}:last"
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """The keys of one backfill run: its hash, chunks and the sets that count things once."""
+
+    prefix: str
+    job_id: str
+    run_id: str
+
+    @property
+    def run(self) -> str:
+        """Hash: progress counters, the producer's checkpoint, status."""
+        return f"{self.prefix}:bf:{self.job_id}:{self.run_id}"
+
+    def chunk(self, n: int) -> str:
+        return f"{self.run}:chunk:{n}"
+
+    @property
+    def results(self) -> str:
+        """Hash: chunk number → its committed result (a redelivery gets it back)."""
+        return f"{self.run}:results"
+
+    @property
+    def done(self) -> str:
+        """Set of the chunks counted."""
+        return f"{self.run}:done"
+
+    @property
+    def segments(self) -> str:
+        """Set of the segments counted."""
+        return f"{self.run}:segs"
+
+
+# --- per Klaviyo account ---------------------------------------------------------------------
 
 
 def account_ids_key(prefix: str, account: str) -> str:
@@ -71,6 +193,46 @@ def account_ids_key(prefix: str, account: str) -> str:
     return f"{prefix}:acct:{account}:ids"
 
 
-def jobs_index_key(prefix: str) -> str:
-    """Set of job ids that have state in this Redis."""
-    return f"{prefix}:jobs"
+def rate_limit_key(prefix: str, account: str, operation: str, window: str) -> str:
+    """The limiter's key for one (account, operation): ``cd`` the cool-down, ``b``/``s``/``d``
+    the burst, steady and daily windows."""
+    return f"{prefix}:rl:{account}:{operation}:{window}"
+
+
+# --- the fleet ---------------------------------------------------------------------------------
+
+
+def heartbeat_key(prefix: str, queue: str) -> str:
+    """When a worker consuming ``queue`` last ran a heartbeat (epoch seconds)."""
+    return f"{prefix}:heartbeat:{queue}"
+
+
+def health_key(prefix: str) -> str:
+    """Hash: component → JSON ``{ok, detail, at}`` written by the health task."""
+    return f"{prefix}:health"
+
+
+def deliveries_key(prefix: str, task_id: str, retries: int) -> str:
+    """How often one message (one attempt of a task) was delivered: the poison guard."""
+    return f"{prefix}:deliveries:{task_id}:{retries}"
+
+
+def celery_prefix(prefix: str) -> str:
+    """Kombu's ``global_keyprefix``: Celery's broker and result keys start so."""
+    return f"{prefix}:celery:"
+
+
+def broker_queue_key(prefix: str, queue: str) -> str:
+    """The Redis list kombu keeps for ``queue`` (priority 0)."""
+    return celery_prefix(prefix) + queue
+
+
+def broker_queue_keys(prefix: str, queue: str) -> list[str]:
+    """The Redis lists kombu keeps for ``queue``: one per priority step (0 is the bare name)."""
+    base = broker_queue_key(prefix, queue)
+    return [base] + [f"{base}\x06\x16{step}" for step in (3, 6, 9)]
+
+
+def redbeat_prefix(prefix: str) -> str:
+    """RedBeat's ``redbeat_key_prefix``: the beat schedule and the single-beat lock."""
+    return f"{prefix}:redbeat:"

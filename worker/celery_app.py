@@ -12,6 +12,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from core import names
+from core.keys import celery_prefix
 from core.settings import Settings, load_settings
 from worker.ops import observability
 from worker.ops.broker import TRANSPORT
@@ -23,7 +24,7 @@ __all__ = ["QUEUES", "app", "celery_config", "create_app"]
 def transport_options(settings: Settings) -> dict[str, dict[str, Any] | int]:
     """Redis transport settings: the visibility timeout must be set in all three places."""
     vt = settings.visibility_timeout_seconds
-    keyprefix = f"{settings.key_prefix}:celery:"
+    keyprefix = celery_prefix(settings.key_prefix)
     return {
         "broker_transport_options": {
             "visibility_timeout": vt,

@@ -20,6 +20,7 @@ import redis
 
 from console.cli import UserError
 from core.jobs import ExportJob
+from core.runs import RunStore
 from core.settings import Settings, load_settings
 from producers.backfill.files import FileSource, SourceError
 from producers.backfill.producer import Producer, Source
@@ -27,8 +28,8 @@ from producers.backfill.progress import Progress, from_hash, summary, watch
 from producers.backfill.scan import ScanSource
 from producers.backfill.snapshot import SnapshotError, parse_as_of
 from worker import runtime
+from worker.celery_app import create_app
 from worker.engine import export as engine
-from worker.engine.backfill import RunStore
 from worker.engine.bootstrap import BootstrapBusy
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.limits.gate import Throttled
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         producer = Producer(runtime.redis_client(), settings.key_prefix, job, source,
-                            segment_chunks=max(1, args.segment_chunks))
+                            app=create_app(settings), segment_chunks=max(1, args.segment_chunks))
         if producer.resumed:
             print(f"{job.id}: resuming backfill {producer.run_id} "
                   f"from chunk {producer.cursor.chunk}")

@@ -26,11 +26,11 @@ from typing import Any
 
 import orjson
 
+from core.chunks import INVALID_TIMESTAMP, NOT_IN_AUDIENCE
 from core.jobs import ExportJob
 from core.redact import show
 from producers.backfill.member import Member, audiences_for, keep_fields
 from producers.backfill.snapshot import row_timestamp
-from worker.engine.backfill_rows import INVALID_TIMESTAMP, NOT_IN_AUDIENCE
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 

@@ -25,7 +25,7 @@ class Member:
     omitted: str | None = None
 
     def wire(self, run_ts_ns: int) -> dict[str, Any]:
-        """The ``ChunkRow`` dict (``worker.engine.backfill_rows``): an enter in the first
+        """The ``ChunkRow`` dict (``core.chunks``): an enter in the first
         audience, ``also`` the others, without building the model.
 
         Every part is already valid (selected audiences, a whole timestamp, a dict), and a

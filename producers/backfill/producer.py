@@ -4,7 +4,7 @@ Each chunk holds up to the mode's bulk cap of people (1,000 to subscribe, 10,000
 force-add), one row per person with every selected audience they are in, so a chunk claims
 at most one Klaviyo call's worth of users; people the source leaves out (not in the job's
 audiences) are only counted, in the next chunk, which closes early once it accounts for ten
-caps of people. Chunks are written to Redis (``worker.engine.backfill_rows``); messages carry only
+caps of people. Chunks are written to Redis (``core.chunks``, ``core.runs``); messages carry only
 ``(job, run, n)``. Every enter carries the source's snapshot time (``snapshot_ns``, kept
 by a resumed run), so an exit recorded after the snapshot wins. Chunks go out in segments: one
 flat chord of up to ``segment_chunks`` chunk tasks and a ``backfill.segment`` body, sent as
@@ -24,12 +24,13 @@ from typing import Any, Protocol
 
 import orjson
 import redis
-from celery import chord
+from celery import Celery, chord
 
+from core import names
 from core.jobs import ExportJob
+from core.keys import current_run_key, last_run_key
+from core.runs import RUN_TTL, RunStore
 from producers.backfill.member import Member
-from worker.engine.backfill import RUN_TTL, RunStore
-from worker.tasks.backfill import chunk, segment
 
 SUBSCRIBE_CHUNK = 1_000
 FORCE_ADD_CHUNK = 10_000
@@ -53,21 +54,14 @@ class Cursor:
     profiles: int = 0
 
 
-def current_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:bf:{job_id}:current"
-
-
-def last_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:bf:{job_id}:last"
-
-
 class Producer:
     """One backfill run of one job: new, or resumed from its checkpoint."""
 
     def __init__(self, client: redis.Redis, prefix: str, job: ExportJob, source: Source, *,
-                 segment_chunks: int = 20, segment_seconds: float = 2.0,
+                 app: Celery, segment_chunks: int = 20, segment_seconds: float = 2.0,
                  chunk_size: int | None = None) -> None:
         self.redis, self.prefix, self.job, self.source = client, prefix, job, source
+        self.app = app  # sends the chunk tasks by name: the producer never imports the worker
         self.segment_chunks, self.segment_seconds = segment_chunks, segment_seconds
         self.chunk_size = chunk_size or (FORCE_ADD_CHUNK if job.force_add else SUBSCRIBE_CHUNK)
         self.store, self.cursor, self.ts_ns, self.resumed = self._open()
@@ -77,7 +71,7 @@ class Producer:
         return self.store.run_id
 
     def _open(self) -> tuple[RunStore, Cursor, int, bool]:
-        run_id = _text(self.redis.get(current_key(self.prefix, self.job.id)))
+        run_id = _text(self.redis.get(current_run_key(self.prefix, self.job.id)))
         if run_id:
             store = RunStore(self.redis, self.prefix, self.job.id, run_id)
             info = store.progress()
@@ -102,8 +96,8 @@ class Producer:
         pipe = self.redis.pipeline()
         pipe.hset(store.key, mapping=fields)  # type: ignore[arg-type]  # invariant Mapping
         pipe.expire(store.key, RUN_TTL)
-        pipe.set(current_key(self.prefix, self.job.id), run_id)
-        pipe.set(last_key(self.prefix, self.job.id), run_id)
+        pipe.set(current_run_key(self.prefix, self.job.id), run_id)
+        pipe.set(last_run_key(self.prefix, self.job.id), run_id)
         pipe.execute()
         return store, Cursor({}), ts_ns, False
 
@@ -137,6 +131,11 @@ class Producer:
         self.store.try_finalize()
         return self.store
 
+    def _task(self, name: str, number: int) -> Any:
+        """A signature of a backfill task (by its name) for chunk or segment ``number``."""
+        return self.app.signature(name, args=(self.job.id, self.run_id, number),
+                                  queue=names.BACKFILL)
+
     def _segment_target(self) -> int:
         """Chunks per segment: 1, 2, 4, ... up to ``segment_chunks``, so workers start at once."""
         return min(self.segment_chunks, 1 << min(self.cursor.segment, 16))
@@ -150,9 +149,8 @@ class Producer:
 
     def _dispatch(self, numbers: list[int], position: dict[str, Any]) -> None:
         seg = self.cursor.segment
-        header = [chunk.s(self.job.id, self.run_id, n).set(queue="backfill") for n in numbers]
-        body = segment.s(self.job.id, self.run_id, seg).set(queue="backfill")
-        chord(header)(body)
+        header = [self._task(names.BACKFILL_CHUNK, n) for n in numbers]
+        chord(header, app=self.app)(self._task(names.BACKFILL_SEGMENT, seg))
         self.cursor.segment += 1
         self.cursor.position = position
         mark = {"position": position, "chunk": self.cursor.chunk, "segment": self.cursor.segment,

@@ -13,6 +13,8 @@ from typing import TextIO
 
 import redis
 
+from core.keys import RunKeys, last_run_key
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -103,11 +105,11 @@ def _duration(seconds: float) -> str:
 
 def latest(client: redis.Redis, prefix: str, job_id: str) -> Progress | None:
     """The job's newest backfill run, or None when it never had one."""
-    run_id = client.get(f"{prefix}:bf:{job_id}:last")
+    run_id = client.get(last_run_key(prefix, job_id))
     if not run_id:
         return None
     rid = run_id.decode() if isinstance(run_id, bytes) else str(run_id)
-    raw = client.hgetall(f"{prefix}:bf:{job_id}:{rid}")
+    raw = client.hgetall(RunKeys(prefix, job_id, rid).run)
     return from_hash(rid, {_s(k): _s(v) for k, v in raw.items()}) if raw else None
 
 

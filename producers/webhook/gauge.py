@@ -13,12 +13,13 @@ from collections.abc import Callable
 import redis
 
 from core import names
+from core.keys import broker_queue_key
 from producers.webhook.errors import RETRY_AFTER_BUSY, RETRY_AFTER_DOWN, Unavailable
 
 
 def queue_key(key_prefix: str, queue: str = names.REALTIME) -> str:
     """The Redis list that holds ``queue``'s messages."""
-    return f"{key_prefix}:celery:{queue}"
+    return broker_queue_key(key_prefix, queue)
 
 
 class QueueGauge:

@@ -8,11 +8,13 @@ from typing import Any
 
 import orjson
 import redis
+from celery import Celery
 
+from core.chunks import chunk_from_json, chunk_json
 from core.jobs import ExportJob
 from producers.backfill.member import Member
 from producers.backfill.producer import Producer
-from worker.engine.backfill_rows import chunk_from_json, chunk_json, chunk_marks
+from worker.engine.backfill_rows import chunk_marks
 
 JOB = ExportJob(id="bf", audiences=("aud_a", "aud_b"), field_map={"first_name": "first_name"})
 TS = 1_714_564_800 * 10**9
@@ -74,7 +76,8 @@ class _Source:
 def test_a_run_is_stamped_with_the_sources_snapshot_and_keeps_it_when_resumed(
         redis_client: redis.Redis) -> None:
     """Every enter of the run carries the snapshot, not the run's start, even after a rerun."""
-    first = Producer(redis_client, "p", JOB, _Source(TS))
+    first = Producer(redis_client, "p", JOB, _Source(TS), app=Celery(set_as_current=False))
     assert not first.resumed and first.ts_ns == TS
-    again = Producer(redis_client, "p", JOB, _Source(TS + 3600 * 10**9))
+    again = Producer(redis_client, "p", JOB, _Source(TS + 3600 * 10**9),
+                     app=Celery(set_as_current=False))
     assert again.resumed and again.run_id == first.run_id and again.ts_ns == TS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from worker.engine.backfill import RunStore
+from core.runs import RunStore
 
 
 def _dispatched(client: redis.Redis, chunks: int) -> RunStore:

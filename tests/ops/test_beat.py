@@ -9,11 +9,12 @@ import time
 
 import redis
 
+from core.keys import broker_queue_keys, heartbeat_key
 from tests.conftest import wait_until
 from tests.harness import Stack
 from tests.ops.conftest import JOB
 from worker.celery_app import create_app
-from worker.ops.schedule import QUEUES, OpsSettings, beat_config, broker_queue_keys, heartbeat_key
+from worker.ops.schedule import QUEUES, OpsSettings, beat_config
 
 FAST = {"HEARTBEAT_INTERVAL_SECONDS": "1", "BEAT_LOCK_TIMEOUT_SECONDS": "3",
         "BEAT_MAX_LOOP_INTERVAL_SECONDS": "0.5"}

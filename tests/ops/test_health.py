@@ -11,11 +11,11 @@ import pytest
 import redis
 
 from console.cli import main
+from core.keys import heartbeat_key
 from sandbox.server import SandboxServer
 from tests.conftest import RedisServer
 from tests.harness import Stack
 from tests.ops.conftest import JOB
-from worker.ops.schedule import heartbeat_key
 from worker.state.deadletter import DeadLetter, DeadLetterStore
 
 Configure = Callable[[Stack], None]

@@ -15,12 +15,13 @@ import pytest
 import redis
 
 from core.events import Action
+from core.keys import heartbeat_key
 from sandbox.server import SandboxServer
 from tests.conftest import RedisServer, wait_until
 from tests.harness import Stack, event
 from tests.ops.conftest import JOB
 from tests.ops.test_beat import FAST
-from worker.ops.schedule import QUEUES, heartbeat_key
+from worker.ops.schedule import QUEUES
 
 T0 = 1_764_000_000_000_000_000
 

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from console.commands.dlq import replay
 from core.events import Action, AudienceEvent
-from core.keys import JobKeys
+from core.keys import JobKeys, dlq_key
 from worker.state.counters import JobCounters
-from worker.state.deadletter import MAX_DETAIL, DeadLetter, DeadLetterStore, dlq_key
+from worker.state.deadletter import MAX_DETAIL, DeadLetter, DeadLetterStore
 
 EVENT = AudienceEvent(audience="vip", action=Action.ENTER, ts_ns=1_700_000_000_000_000_000,
                       profile={"email": "ann@example.com", "first_name": "Ann"})

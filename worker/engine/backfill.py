@@ -1,10 +1,7 @@
-"""Backfill: the plain functions behind the chunk and segment tasks, and the progress store.
+"""Backfill: the plain functions behind the chunk and segment tasks.
 
-A run lives in Redis under ``{prefix}:bf:{job}:{run}``: a hash of progress counters and the
-producer's checkpoint, the chunks themselves (``:chunk:{n}``, one row per person:
-``worker.engine.backfill_rows``) and guard sets (``:done``, ``:segs``) that make every count happen
-once, however often a message is delivered. ``{prefix}:bf:{job}:current`` names the
-unfinished run a rerun resumes.
+A run's chunks and progress live in Redis (``core.runs.RunStore``); a chunk task records
+its rows, flushes the users it claimed and counts the chunk once.
 """
 
 from __future__ import annotations
@@ -14,121 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import redis
-
 from core import names
+from core.chunks import NOT_IN_AUDIENCE
 from core.jobs import ExportJob
 from core.redact import redact
+from core.runs import RunStore
 from core.settings import load_settings
 from worker import runtime
 from worker.engine import export as engine
-from worker.engine.backfill_rows import (
-    NOT_IN_AUDIENCE,
-    Chunk,
-    chunk_from_json,
-    chunk_json,
-    chunk_marks,
-)
+from worker.engine.backfill_rows import chunk_marks
 from worker.engine.flush import FlushContext, Flusher
 from worker.engine.record import count_marked
-from worker.state.counters import JobCounters, counters_key
+from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetterStore
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore
-
-CHUNK_TTL = 7 * 86400
-RUN_TTL = 30 * 86400
-
-# done set, run hash, results hash, job counters | n, result json, run deltas..., '|', job deltas...
-_COMMIT = """
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return redis.call('HGET', KEYS[3], ARGV[1]) end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-local target, i = KEYS[2], 3
-while i <= #ARGV do
-  if ARGV[i] == '|' then target = KEYS[4]; i = i + 1
-  else redis.call('HINCRBY', target, ARGV[i], ARGV[i+1]); i = i + 2 end
-end
-return ARGV[2]
-"""
-
-# run hash | finished-at: finalize once, when dispatch is over and every chunk is counted.
-# Chunks, not chord bodies, decide: a worker killed between claiming a chord's callback and
-# publishing it loses that callback for good (Celery's Redis backend), never a chunk's count.
-_FINALIZE = """
-local h = redis.call('HMGET', KEYS[1], 'dispatch_done', 'dispatched', 'done')
-if h[1] ~= '1' or tonumber(h[3] or '0') < tonumber(h[2] or '0') then return 0 end
-return redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
-"""
-
-
-class RunStore:
-    """One backfill run's keys and the few atomic operations on them."""
-
-    def __init__(self, client: redis.Redis, prefix: str, job_id: str, run_id: str) -> None:
-        self.redis = client
-        self.prefix, self.job_id, self.run_id = prefix, job_id, run_id
-        self.key = f"{prefix}:bf:{job_id}:{run_id}"
-
-    def chunk_key(self, n: int) -> str:
-        return f"{self.key}:chunk:{n}"
-
-    def save_chunk(self, n: int, rows: list[dict[str, Any]], omitted: dict[str, int]) -> None:
-        """Chunk ``n``: people as ``ChunkRow`` dicts, and those left out before it by reason."""
-        self.redis.set(self.chunk_key(n), chunk_json(rows, omitted), ex=CHUNK_TTL)
-
-    def load_chunk(self, n: int) -> Chunk | None:
-        raw = self.redis.get(self.chunk_key(n))
-        return None if raw is None else chunk_from_json(raw)
-
-    def stored_result(self, n: int) -> dict[str, Any] | None:
-        raw = self.redis.hget(f"{self.key}:results", str(n))
-        return None if raw is None else dict(orjson.loads(raw))
-
-    def commit(self, n: int, result: dict[str, Any], job_deltas: dict[str, int]) -> dict[str, Any]:
-        """Count a chunk's result once; a redelivered chunk gets the first result back."""
-        body = orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode()
-        argv: list[str | int] = [n, body]
-        for name in ("profiles", "exported", "failed"):
-            argv += [name, int(result.get(name, 0))]
-        for reason, count in result.get("omitted", {}).items():
-            argv += [f"omitted:{reason}", count]
-        argv += ["done", 1, "|"]
-        for name, count in job_deltas.items():
-            argv += [name, count]
-        keys = [f"{self.key}:done", self.key, f"{self.key}:results",
-                counters_key(self.prefix, self.job_id)]
-        out = self.redis.register_script(_COMMIT)(keys=keys, args=argv)
-        self.redis.delete(self.chunk_key(n))
-        self.try_finalize()
-        return dict(orjson.loads(out))
-
-    def segment_done(self, seg: int) -> bool:
-        """Count a segment once (progress); True when this call finished the run."""
-        if self.redis.sadd(f"{self.key}:segs", seg):
-            self.redis.hincrby(self.key, "segments_done", 1)
-        return self.try_finalize()
-
-    def try_finalize(self) -> bool:
-        now = f"{time.time():.3f}"
-        if not self.redis.register_script(_FINALIZE)(keys=[self.key], args=[now]):
-            return False
-        self._summarize()
-        return True
-
-    def _summarize(self) -> None:
-        letters = self.redis.hget(counters_key(self.prefix, self.job_id), "dead_lettered")
-        current = f"{self.prefix}:bf:{self.job_id}:current"
-        pipe = self.redis.pipeline()
-        pipe.hset(self.key, mapping={"status": "finished", "dead_lettered": int(letters or 0)})
-        for suffix in ("", ":done", ":segs", ":results"):
-            pipe.expire(self.key + suffix, RUN_TTL)
-        pipe.execute()
-        if _text(self.redis.get(current)) == self.run_id:
-            self.redis.delete(current)
-
-    def progress(self) -> dict[str, str]:
-        return {_text(k): _text(v) for k, v in self.redis.hgetall(self.key).items()}
 
 
 def run_store(job_id: str, run_id: str) -> RunStore:

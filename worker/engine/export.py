@@ -137,7 +137,7 @@ def _context(
 def _follow_up(
     job_id: str, state: DesiredState, outcome: FlushOutcome, schedule: Scheduler
 ) -> None:
-    failures_key = f"{state.keys.base}:flush-failures"
+    failures_key = state.keys.flush_failures
     if outcome.stopped:
         return
     if outcome.transient:

@@ -58,7 +58,7 @@ def create(
 
 
 def outstanding_key(state: DesiredState) -> str:
-    return f"{state.keys.base}:kjobs"
+    return state.keys.import_jobs
 
 
 def register(state: DesiredState, kjob_id: str, users: Sequence[Desired], *, hold: bool) -> None:

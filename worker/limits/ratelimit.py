@@ -24,6 +24,7 @@ import math
 from redis import Redis
 
 from contract.operations import Operation
+from core.keys import rate_limit_key
 
 BURST_SECONDS = 1
 STEADY_SECONDS = 60
@@ -143,4 +144,4 @@ class RateLimiter:
         ]
 
     def _key(self, account: str, op: Operation, suffix: str) -> str:
-        return f"{self._prefix}:rl:{account}:{op.name}:{suffix}"
+        return rate_limit_key(self._prefix, account, op.name, suffix)

@@ -21,13 +21,13 @@ import redis
 
 from contract import operations as ops
 from core.jobs import ExportJob
+from core.keys import broker_queue_keys, dlq_key, health_key, heartbeat_key
 from core.redact import redact
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient, fingerprint
 from worker.klaviyo.errors import KlaviyoError
 from worker.limits.ratelimit import RateLimiter
-from worker.ops.schedule import QUEUES, OpsSettings, broker_queue_keys, health_key, heartbeat_key
-from worker.state.deadletter import dlq_key
+from worker.ops.schedule import QUEUES, OpsSettings
 
 ClientFor = Callable[[str], KlaviyoClient]  # api key → client
 

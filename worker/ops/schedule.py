@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from core import names
+from core.keys import redbeat_prefix
 from core.settings import Settings
 from worker.ops.beat import SCHEDULER
 
@@ -54,24 +55,9 @@ def beat_config(settings: Settings, ops: Settings | None = None) -> dict[str, An
     return {
         "beat_scheduler": SCHEDULER,  # RedBeat, made to survive a Redis restart
         "redbeat_redis_url": str(settings.redis_url),
-        "redbeat_key_prefix": f"{settings.key_prefix}:redbeat:",
+        "redbeat_key_prefix": redbeat_prefix(settings.key_prefix),
         "redbeat_lock_timeout": ops.beat_lock_timeout_seconds,
         "beat_max_loop_interval": ops.beat_max_loop_interval_seconds,
         "beat_schedule": beat_schedule(settings, ops),
     }
 
-
-def heartbeat_key(prefix: str, queue: str) -> str:
-    """When a worker consuming ``queue`` last ran a heartbeat (epoch seconds)."""
-    return f"{prefix}:heartbeat:{queue}"
-
-
-def health_key(prefix: str) -> str:
-    """Hash: component → JSON ``{ok, detail, at}`` written by the health task."""
-    return f"{prefix}:health"
-
-
-def broker_queue_keys(prefix: str, queue: str) -> list[str]:
-    """The Redis lists kombu keeps for ``queue``: one per priority step (0 is the bare name)."""
-    base = f"{prefix}:celery:{queue}"
-    return [base] + [f"{base}\x06\x16{step}" for step in (3, 6, 9)]

@@ -22,6 +22,7 @@ from typing import Any
 
 from redis import Redis
 
+from core.keys import counters_key, people_key_base
 from core.redact import redact
 
 ADDED = "added"
@@ -39,16 +40,6 @@ CLAMPED_PREFIX = "clamped:"
 LAST_ERROR = "last_error"
 LAST_ERROR_AT = "last_error_at"
 MAX_ERROR_CHARS = 1000
-
-
-def counters_key(prefix: str, job_id: str) -> str:
-    """The Redis hash holding ``job_id``'s counters."""
-    return f"{prefix}:job:{job_id}:counters"
-
-
-def people_key_base(prefix: str, job_id: str) -> str:
-    """``people_key_base(...) + field`` is the set of people counted under ``field``."""
-    return f"{prefix}:job:{job_id}:people:"
 
 
 def person_digest(identity: str) -> str:

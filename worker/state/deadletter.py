@@ -16,16 +16,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis import Redis
 
+from core.keys import counters_key, dlq_key
 from core.redact import mask_email, redact
-from worker.state.counters import DEAD_LETTERED, FAILED, JobCounters, counters_key, person_digest
+from worker.state.counters import DEAD_LETTERED, FAILED, JobCounters, person_digest
 
 DEFAULT_CAP = 100_000
 MAX_DETAIL = 2000
-
-
-def dlq_key(prefix: str, job_id: str) -> str:
-    """The Redis list holding ``job_id``'s dead letters."""
-    return f"{prefix}:job:{job_id}:dlq"
 
 
 class DeadLetter(BaseModel):

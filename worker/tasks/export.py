@@ -25,6 +25,7 @@ from core import names
 from core.backoff import backoff_seconds
 from core.events import AudienceEvent
 from core.jobs import JobsFileError, UnknownJobError
+from core.keys import deliveries_key
 from core.redact import redact
 from core.settings import load_settings
 from worker import runtime
@@ -63,7 +64,7 @@ class EngineTask(Task):  # type: ignore[misc]
         if not task_id:
             return False
         s = load_settings()
-        key = f"{s.key_prefix}:deliveries:{task_id}:{self.request.retries}"
+        key = deliveries_key(s.key_prefix, task_id, self.request.retries)
         r = runtime.redis_client()
         count = int(r.incr(key))
         r.expire(key, 86400)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 
 from core import names
+from core.keys import heartbeat_key
 from core.settings import load_settings
 from worker import runtime
 from worker.celery_app import app
 from worker.klaviyo.client import from_settings
 from worker.ops import health
-from worker.ops.schedule import heartbeat_key
 
 
 @app.task(name=names.HEARTBEAT, queue=names.MAINTENANCE, ignore_result=True)

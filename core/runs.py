@@ -1,0 +1,123 @@
+"""A backfill run in Redis, shared by the producer that writes it and the workers that run it.
+
+A run lives under ``{prefix}:bf:{job}:{run}`` (``core.keys.RunKeys``): a hash of progress
+counters and the producer's checkpoint, the chunks themselves (``:chunk:{n}``, one row per
+person: ``core.chunks``) and guard sets (``:done``, ``:segs``) that make every count happen
+once, however often a message is delivered. ``{prefix}:bf:{job}:current`` names the
+unfinished run a rerun resumes.
+
+The run hash's fields: ``status`` (``running``, ``finished``), ``source``, ``started_at``,
+``finished_at``, ``ts_ns`` (the snapshot time), ``chunk_size``, ``checkpoint``, ``total``,
+``segments``, ``dispatched``, ``profiles_dispatched``, ``dispatch_done`` (the producer's);
+``profiles``, ``exported``, ``failed``, ``omitted:<reason>``, ``done``, ``segments_done``,
+``dead_lettered``, ``last_error`` (the workers').
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from core.chunks import Chunk, chunk_from_json, chunk_json
+from core.keys import RunKeys, counters_key, current_run_key
+
+CHUNK_TTL = 7 * 86400
+RUN_TTL = 30 * 86400
+
+# done set, run hash, results hash, job counters | n, result json, run deltas..., '|', job deltas...
+_COMMIT = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return redis.call('HGET', KEYS[3], ARGV[1]) end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+local target, i = KEYS[2], 3
+while i <= #ARGV do
+  if ARGV[i] == '|' then target = KEYS[4]; i = i + 1
+  else redis.call('HINCRBY', target, ARGV[i], ARGV[i+1]); i = i + 2 end
+end
+return ARGV[2]
+"""
+
+# run hash | finished-at: finalize once, when dispatch is over and every chunk is counted.
+# Chunks, not chord bodies, decide: a worker killed between claiming a chord's callback and
+# publishing it loses that callback for good (Celery's Redis backend), never a chunk's count.
+_FINALIZE = """
+local h = redis.call('HMGET', KEYS[1], 'dispatch_done', 'dispatched', 'done')
+if h[1] ~= '1' or tonumber(h[3] or '0') < tonumber(h[2] or '0') then return 0 end
+return redis.call('HSETNX', KEYS[1], 'finished_at', ARGV[1])
+"""
+
+
+class RunStore:
+    """One backfill run's keys and the few atomic operations on them."""
+
+    def __init__(self, client: redis.Redis, prefix: str, job_id: str, run_id: str) -> None:
+        self.redis = client
+        self.prefix, self.job_id, self.run_id = prefix, job_id, run_id
+        self.keys = RunKeys(prefix, job_id, run_id)
+        self.key = self.keys.run
+
+    def chunk_key(self, n: int) -> str:
+        return self.keys.chunk(n)
+
+    def save_chunk(self, n: int, rows: list[dict[str, Any]], omitted: dict[str, int]) -> None:
+        """Chunk ``n``: people as ``ChunkRow`` dicts, and those left out before it by reason."""
+        self.redis.set(self.chunk_key(n), chunk_json(rows, omitted), ex=CHUNK_TTL)
+
+    def load_chunk(self, n: int) -> Chunk | None:
+        raw = self.redis.get(self.chunk_key(n))
+        return None if raw is None else chunk_from_json(raw)
+
+    def stored_result(self, n: int) -> dict[str, Any] | None:
+        raw = self.redis.hget(self.keys.results, str(n))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    def commit(self, n: int, result: dict[str, Any], job_deltas: dict[str, int]) -> dict[str, Any]:
+        """Count a chunk's result once; a redelivered chunk gets the first result back."""
+        body = orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode()
+        argv: list[str | int] = [n, body]
+        for name in ("profiles", "exported", "failed"):
+            argv += [name, int(result.get(name, 0))]
+        for reason, count in result.get("omitted", {}).items():
+            argv += [f"omitted:{reason}", count]
+        argv += ["done", 1, "|"]
+        for name, count in job_deltas.items():
+            argv += [name, count]
+        keys = [self.keys.done, self.key, self.keys.results,
+                counters_key(self.prefix, self.job_id)]
+        out = self.redis.register_script(_COMMIT)(keys=keys, args=argv)
+        self.redis.delete(self.chunk_key(n))
+        self.try_finalize()
+        return dict(orjson.loads(out))
+
+    def segment_done(self, seg: int) -> bool:
+        """Count a segment once (progress); True when this call finished the run."""
+        if self.redis.sadd(self.keys.segments, seg):
+            self.redis.hincrby(self.key, "segments_done", 1)
+        return self.try_finalize()
+
+    def try_finalize(self) -> bool:
+        now = f"{time.time():.3f}"
+        if not self.redis.register_script(_FINALIZE)(keys=[self.key], args=[now]):
+            return False
+        self._summarize()
+        return True
+
+    def _summarize(self) -> None:
+        letters = self.redis.hget(counters_key(self.prefix, self.job_id), "dead_lettered")
+        current = current_run_key(self.prefix, self.job_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(self.key, mapping={"status": "finished", "dead_lettered": int(letters or 0)})
+        for key in (self.key, self.keys.done, self.keys.segments, self.keys.results):
+            pipe.expire(key, RUN_TTL)
+        pipe.execute()
+        if _text(self.redis.get(current)) == self.run_id:
+            self.redis.delete(current)
+
+    def progress(self) -> dict[str, str]:
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(self.key).items()}
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
