@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.keys import JobKeys
-from worker.state.desired import FORGET, Desired, DesiredState, Mark
+from worker.state.codes import FORGET
+from worker.state.desired import Desired, DesiredState, Mark
 
 EMAILS = [f"u{i}@example.com" for i in range(40)]
 AUDIENCES = ["a", "b", "c"]

@@ -37,17 +37,10 @@ from worker.klaviyo.errors import (
     RateLimited,
 )
 from worker.limits.gate import Gate, Throttled
+from worker.state.codes import FORGET, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED, RETRY
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetter, DeadLetterStore
-from worker.state.desired import (
-    FORGET,
-    OUT,
-    OUT_NO_PROFILE,
-    OUT_UNCONFIRMED,
-    RETRY,
-    Desired,
-    DesiredState,
-)
+from worker.state.desired import Desired, DesiredState
 from worker.state.jobstate import JobStateStore
 
 SUBSCRIBE_CHUNK = 1000

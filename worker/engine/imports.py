@@ -19,8 +19,9 @@ from contract import operations as ops
 from worker.engine.plan import applied_in
 from worker.klaviyo import bulk_import
 from worker.limits.gate import Gate
+from worker.state.codes import FORGET, RETRY
 from worker.state.deadletter import DeadLetter, DeadLetterStore
-from worker.state.desired import FORGET, RETRY, Desired, DesiredState
+from worker.state.desired import Desired, DesiredState
 
 MAX_PROFILES = 10_000
 MAX_BYTES = 4 * 1024 * 1024  # under Klaviyo's 5 MB, leaving room for the envelope

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from worker.state.desired import APPLIED_IN, APPLIED_TRY, FORGET, Desired, applied_code
+from worker.state.codes import APPLIED_IN, APPLIED_TRY, FORGET, applied_code
+from worker.state.desired import Desired
 
 
 @dataclass

@@ -26,10 +26,11 @@ from core.events import Action, AudienceEvent
 from core.jobs import LYTICS_UID_FIELD, ExportJob
 from core.settings import load_settings
 from worker.engine.normalize import map_profile
+from worker.state import codes
 from worker.state.counters import CLAMPED_PREFIX, JobCounters, person_digest
 from worker.state.desired import DesiredState, Mark
 
-ACTION_CODE = {Action.ENTER: "E", Action.EXIT: "X", Action.CHANGE: "C"}
+ACTION_CODE = {Action.ENTER: codes.ENTER, Action.EXIT: codes.EXIT, Action.CHANGE: codes.CHANGE}
 FUTURE_TS = "future_ts"  # reason: stamped too far ahead of the receiver's clock
 
 People = dict[str, set[str]]  # reason → person digests

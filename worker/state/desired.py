@@ -16,18 +16,8 @@ Lua scripts (``worker/state/lua/``) keep every change atomic:
   (a pending score in the future), remembering when the wait began (``removal-waits``).
 - ``applied``: set users' ``applied`` codes while they stay claimed (``try`` before a send).
 
-What Klaviyo was last told about a user, the ``applied`` hash, uses these codes (the Lua
-scripts read the same prefixes; docs/architecture.md lists them too):
-
-- ``in|<fields_ts>``: subscribed (or force-added) with those fields; counted in ``added``.
-- ``try|<fields_ts>``: a subscribe or force-add is being sent, or was sent and its outcome is
-  unknown (a 5xx, a dropped connection, a crash): Klaviyo *may* have been told. A member is
-  sent again; a removal treats the user as possibly present. Not counted.
-- ``out``: removed from the list; counted in ``removed`` when the user was counted in.
-- ``out0``: nothing to remove: Klaviyo was never told to subscribe and has no profile.
-- ``out?``: the removal found no profile within ``REMOVAL_WAIT_SECONDS`` of its first try:
-  counted in ``removed`` (no profile, so not on the list) and as ``drift:remove_unconfirmed``,
-  and kept in the job's ``drift`` set: Klaviyo may still add the user if its job ever runs.
+What Klaviyo was last told about a user (the ``applied`` hash) and the event codes are
+owned by :mod:`worker.state.codes`, which hands them to the Lua scripts as a header.
 
 Timestamps are 20-digit zero-padded nanosecond strings: Lua numbers are doubles
 and would lose nanoseconds, strings compare exactly.
@@ -43,6 +33,8 @@ import orjson
 import redis
 
 from core.keys import JobKeys
+from worker.state import codes
+from worker.state.codes import APPLIED_IN, APPLIED_TRY, OUT
 
 # The scripts live in worker/state/lua/. Every script takes its items as one \x1f-separated string:
 # one argument instead of thousands keeps redis-py's per-argument encoding off the hot path.
@@ -50,8 +42,9 @@ _LUA = Path(__file__).with_name("lua")
 
 
 def _script(*names: str) -> str:
-    """Lua files from worker/state/lua/, shared helpers first."""
-    return "\n".join((_LUA / f"{name}.lua").read_text(encoding="utf-8") for name in names)
+    """Lua files from worker/state/lua/ after the codes' header, shared helpers first."""
+    files = [(_LUA / f"{name}.lua").read_text(encoding="utf-8") for name in names]
+    return "\n".join([codes.lua_header(), *files])
 
 
 _RECORD = _script("split", "mark", "record")
@@ -62,21 +55,7 @@ _EXTEND = _script("split", "extend")
 _DEFER = _script("split", "defer")
 _APPLIED = _script("split", "applied")
 
-SEP = "\x1f"  # between items of a script's single list argument
-RETRY = "retry"  # put the user back in pending
-FORGET = ""  # drop the claim only (dead-lettered)
-
-# ``applied`` codes (see the module docstring); the Lua scripts use the same strings.
-APPLIED_IN = "in"
-APPLIED_TRY = "try"
-OUT = "out"
-OUT_NO_PROFILE = "out0"
-OUT_UNCONFIRMED = "out?"
-
-
-def applied_code(code: str, fields_ts: str) -> str:
-    """An ``in`` or ``try`` value: the code with the fields it carries."""
-    return f"{code}|{fields_ts}"
+SEP = codes.ITEM_SEP  # between items of a script's single list argument
 
 
 def pad_ts(ts_ns: int) -> str:
@@ -89,7 +68,7 @@ class Mark(NamedTuple):
 
     email: str
     audience: str
-    action: str  # "E", "X" or "C"
+    action: str  # an event code: codes.ENTER, EXIT or CHANGE
     ts_ns: int
     attributes: dict[str, Any] | None  # Klaviyo attributes without email; None: no fields
 
@@ -106,7 +85,7 @@ class Desired(NamedTuple):
     @property
     def applied_in(self) -> bool:
         """Klaviyo accepted a subscribe (or force-add) for this user."""
-        return bool(self.applied and self.applied.startswith(APPLIED_IN + "|"))
+        return bool(self.applied and self.applied.startswith(APPLIED_IN + codes.FIELDS_SEP))
 
     @property
     def applied_out(self) -> bool:
@@ -116,11 +95,14 @@ class Desired(NamedTuple):
     @property
     def may_be_present(self) -> bool:
         """Klaviyo was (or may have been) told to subscribe: its profile may yet appear."""
-        return self.applied_in or bool(self.applied and self.applied.startswith(APPLIED_TRY + "|"))
+        return self.applied_in or bool(
+            self.applied and self.applied.startswith(APPLIED_TRY + codes.FIELDS_SEP))
 
     @property
     def applied_fields_ts(self) -> str:
-        return self.applied.partition("|")[2] if self.applied_in and self.applied else ""
+        if not (self.applied_in and self.applied):
+            return ""
+        return self.applied.partition(codes.FIELDS_SEP)[2]
 
 
 class DesiredState:
@@ -254,9 +236,9 @@ def _desired(
     fields: bytes | str | None,
     applied: bytes | str | None,
 ) -> Desired:
-    member = any(_text(s).startswith("E") for s in states)
+    member = any(_text(s).startswith(codes.ENTER) for s in states)
     raw = _text(fields)
-    fields_ts, _, body = raw.partition("|")
+    fields_ts, _, body = raw.partition(codes.FIELDS_SEP)
     attributes = orjson.loads(body) if body else {}
     return Desired(email, member, fields_ts, attributes, _text(applied) or None)
 
@@ -266,7 +248,7 @@ def _described(answer: bytes | str) -> list[Desired]:
     flat = _text(answer).split(SEP) if answer else []
     out: list[Desired] = []
     for i in range(0, len(flat), 4):
-        fields_ts, _, body = flat[i + 2].partition("|")
+        fields_ts, _, body = flat[i + 2].partition(codes.FIELDS_SEP)
         out.append(
             Desired(
                 flat[i],

@@ -1,6 +1,6 @@
 local base, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_n, scan_n = tonumber(ARGV[4]), tonumber(ARGV[5])
-local pending, inflight, settling = base .. ':pending', base .. ':inflight', base .. ':settling'
+local pending, inflight, settling = base .. K_PENDING, base .. K_INFLIGHT, base .. K_SETTLING
 for _, e in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, 10000)) do
   redis.call('ZREM', inflight, e)
   redis.call('ZADD', pending, 'LT', now, e)
@@ -23,4 +23,4 @@ for _, e in ipairs(redis.call('ZRANGEBYSCORE', pending, '-inf', now, 'LIMIT', 0,
     if #out >= 4 * max_n then break end
   end
 end
-return {table.concat(out, '\31'), tostring(blocked_until)}
+return {table.concat(out, ITEM_SEP), tostring(blocked_until)}

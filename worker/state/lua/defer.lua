@@ -4,8 +4,8 @@ local base = ARGV[1]
 local items = split(ARGV[2])
 for i = 1, #items, 3 do
   local email = items[i]
-  redis.call('ZREM', base .. ':inflight', email)
-  redis.call('ZADD', base .. ':pending', 'LT', items[i+1], email)
-  redis.call('HSETNX', base .. ':removal-waits', email, items[i+2])
+  redis.call('ZREM', base .. K_INFLIGHT, email)
+  redis.call('ZADD', base .. K_PENDING, 'LT', items[i+1], email)
+  redis.call('HSETNX', base .. K_REMOVAL_WAITS, email, items[i+2])
 end
 return 1

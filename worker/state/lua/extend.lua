@@ -1,4 +1,4 @@
 for _, e in ipairs(split(ARGV[3])) do
-  redis.call('ZADD', ARGV[1] .. ':inflight', 'XX', ARGV[2], e)
+  redis.call('ZADD', ARGV[1] .. K_INFLIGHT, 'XX', ARGV[2], e)
 end
 return 1

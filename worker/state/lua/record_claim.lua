@@ -1,7 +1,7 @@
 -- record, then claim the same users when nobody holds them, in one step: a backfill chunk's
 -- users go straight from their event to the flusher's lease, without a trip through pending.
 local base, now, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local pending, inflight, settling = base .. ':pending', base .. ':inflight', base .. ':settling'
+local pending, inflight, settling = base .. K_PENDING, base .. K_INFLIGHT, base .. K_SETTLING
 local items = split(ARGV[4])
 local order, dirty = {}, {}
 for i = 1, #items, 5 do
@@ -27,4 +27,4 @@ for _, e in ipairs(order) do
     end
   end
 end
-return {table.concat(out, '\31'), changed}
+return {table.concat(out, ITEM_SEP), changed}

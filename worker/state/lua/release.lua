@@ -1,26 +1,26 @@
--- Record each user's outcome (codes: worker/state/desired.py). Count each person's transitions once:
+-- Record each user's outcome (codes: worker/state/codes.py). Count each person's transitions once:
 -- ``added`` when a user becomes ``in`` from anything else, ``removed`` when a counted-in user
 -- leaves (``out``, or ``out?`` when no profile appeared in time, also counted as drift).
 local base, now, settle_until = ARGV[1], ARGV[2], ARGV[3]
-local applied, counters = base .. ':applied', base .. ':counters'
-local waits, drift = base .. ':removal-waits', base .. ':drift'
+local applied, counters = base .. K_APPLIED, base .. K_COUNTERS
+local waits, drift = base .. K_REMOVAL_WAITS, base .. K_DRIFT
 local items = split(ARGV[4])
 local added, removed, drifted = 0, 0, 0
 for i = 1, #items, 2 do
   local email, val = items[i], items[i+1]
-  redis.call('ZREM', base .. ':inflight', email)
-  if val == 'retry' then
-    redis.call('ZADD', base .. ':pending', 'LT', now, email)
+  redis.call('ZREM', base .. K_INFLIGHT, email)
+  if val == RETRY then
+    redis.call('ZADD', base .. K_PENDING, 'LT', now, email)
   else
     redis.call('HDEL', waits, email)
   end
-  if val ~= 'retry' and val ~= '' then
+  if val ~= RETRY and val ~= FORGET then
     local prev = redis.call('HGET', applied, email)
-    local was_in = prev and string.sub(prev, 1, 3) == 'in|'
-    if string.sub(val, 1, 3) == 'out' then
+    local was_in = prev and string.sub(prev, 1, #APPLIED_IN + 1) == APPLIED_IN .. FIELDS_SEP
+    if string.sub(val, 1, #OUT) == OUT then
       if was_in then removed = removed + 1 end
-      if val == 'out?' then
-        if prev ~= 'out?' then drifted = drifted + 1 end
+      if val == OUT_UNCONFIRMED then
+        if prev ~= OUT_UNCONFIRMED then drifted = drifted + 1 end
         redis.call('ZADD', drift, now, email)
       else
         redis.call('ZREM', drift, email)
@@ -31,12 +31,12 @@ for i = 1, #items, 2 do
       redis.call('HSET', applied, email, val)
       redis.call('ZREM', drift, email)
       if tonumber(settle_until) > 0 then
-        redis.call('ZADD', base .. ':settling', settle_until, email)
+        redis.call('ZADD', base .. K_SETTLING, settle_until, email)
       end
     end
   end
 end
-if added > 0 then redis.call('HINCRBY', counters, 'added', added) end
-if removed > 0 then redis.call('HINCRBY', counters, 'removed', removed) end
-if drifted > 0 then redis.call('HINCRBY', counters, 'drift:remove_unconfirmed', drifted) end
+if added > 0 then redis.call('HINCRBY', counters, C_ADDED, added) end
+if removed > 0 then redis.call('HINCRBY', counters, C_REMOVED, removed) end
+if drifted > 0 then redis.call('HINCRBY', counters, C_REMOVE_UNCONFIRMED, drifted) end
 return 1
