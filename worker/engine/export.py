@@ -7,14 +7,12 @@ called (and tested) without a worker.
 from __future__ import annotations
 
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from core.backoff import backoff_seconds
 from core.events import AudienceEvent
 from core.jobs import ExportJob
 from core.keys import JobKeys
@@ -25,6 +23,7 @@ from worker.engine.bootstrap import bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
+from worker.limits import retry
 from worker.limits.gate import Gate, Throttled
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetterStore
@@ -34,7 +33,6 @@ from worker.state.jobstate import JobStateStore, Status
 Scheduler = Callable[[str, float], None]  # (job_id, countdown) → enqueue a flush
 
 log = logging.getLogger(__name__)
-MAX_POLL_BACKOFF_SECONDS = 300.0  # well under the visibility timeout's floor of countdowns
 
 _SLOT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -142,17 +140,17 @@ def _follow_up(
         return
     if outcome.transient:
         failures = int(state.redis.incr(failures_key))
-        state.redis.expire(failures_key, 3600)
-        schedule(job_id, backoff_seconds(failures, base=0.5, cap=60.0))
+        state.redis.expire(failures_key, retry.FLUSH_FAILURES_TTL_SECONDS)
+        schedule(job_id, retry.after_flush_failures(failures))
         return
     if outcome.again_in is not None:
-        schedule(job_id, outcome.again_in + random.uniform(0, 0.05))
+        schedule(job_id, retry.jittered(outcome.again_in))
         return
     state.redis.delete(failures_key)
     if outcome.claimed and state.due_count(int(time.time() * 1000)):
         schedule(job_id, 0.0)
     elif outcome.recheck_in is not None:  # a removal waits for its profile: look again then
-        schedule(job_id, outcome.recheck_in + random.uniform(0, 0.05))
+        schedule(job_id, retry.jittered(outcome.recheck_in))
 
 
 @dataclass(frozen=True)
@@ -179,9 +177,7 @@ def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> NextPoll | None:
         log.info("import %s of job %s: poll throttled, next in %.1fs", kjob_id, job_id, exc.wait)
         return _defer(state, kjob_id, NextPoll(exc.wait, attempt))
     except KlaviyoRetriableError as exc:
-        wait = exc.retry_after or backoff_seconds(
-            attempt, base=s.poll_interval_seconds, cap=MAX_POLL_BACKOFF_SECONDS, jitter=False
-        )
+        wait = retry.poll_again(attempt, exc.retry_after, s.poll_interval_seconds)
         kind = "rate limited (429)" if isinstance(exc, RateLimited) else f"failed ({exc})"
         log.warning("import %s of job %s: poll %s, next in %.1fs", kjob_id, job_id, kind, wait)
         return _defer(state, kjob_id, NextPoll(wait, attempt + 1))

@@ -36,6 +36,7 @@ from worker.klaviyo.errors import (
     KlaviyoRetriableError,
     RateLimited,
 )
+from worker.limits import retry
 from worker.limits.gate import Gate, Throttled
 from worker.state.codes import FORGET, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED, RETRY
 from worker.state.counters import JobCounters
@@ -47,8 +48,6 @@ SUBSCRIBE_CHUNK = 1000
 REMOVE_CHUNK = 1000
 LOOKUP_CHUNK = 100
 T = TypeVar("T")
-RECHECK_MIN_SECONDS = 1.0  # first look again for a profile that is not there yet
-RECHECK_MAX_SECONDS = 30.0  # the longest gap between two looks
 # Klaviyo answered, and the answer says the call was not carried out: nobody was told anything.
 NOT_CARRIED_OUT = (Throttled, RateLimited, KlaviyoFatalError, BatchTooLarge)
 
@@ -129,10 +128,10 @@ class Flusher:
         except Throttled as exc:
             self.outcome.again_in = exc.wait
         except RateLimited as exc:
-            self.outcome.again_in = exc.retry_after or 1.0
+            self.outcome.again_in = retry.rate_limited(exc.retry_after)
             self._last_error(exc)
         except KlaviyoRetriableError as exc:
-            self.outcome.again_in = 1.0
+            self.outcome.again_in = retry.NO_RETRY_AFTER_SECONDS
             self.outcome.transient = True
             self._last_error(exc)
         except AuthError as exc:
@@ -274,7 +273,7 @@ class Flusher:
             if now - start >= bound_ms:
                 expired.append((user.email, OUT_UNCONFIRMED))
             else:
-                waits.append((user.email, now + recheck_ms(now - start, bound_ms), start))
+                waits.append((user.email, now + retry.recheck_ms(now - start, bound_ms), start))
         self._release(expired)
         self.ctx.state.defer(waits)
         self.outcome.done.update(email for email, _, _ in waits)
@@ -306,9 +305,3 @@ class Flusher:
             ids.update(found)
         return ids
 
-
-def recheck_ms(waited_ms: int, bound_ms: int) -> int:
-    """The gap before looking again for a profile: half the time waited so far, kept between
-    ``RECHECK_MIN_SECONDS`` and ``RECHECK_MAX_SECONDS``, and never past the bound."""
-    gap = min(RECHECK_MAX_SECONDS * 1000, max(RECHECK_MIN_SECONDS * 1000, waited_ms / 2))
-    return max(1, int(min(gap, bound_ms - waited_ms)))

@@ -9,6 +9,7 @@ from typing import TypeVar
 from contract.operations import Operation
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import RateLimited
+from worker.limits import retry
 from worker.limits.ratelimit import RateLimiter
 
 T = TypeVar("T")
@@ -36,5 +37,5 @@ class Gate:
         try:
             return send()
         except RateLimited as exc:
-            self.limiter.cooldown(self.client.account, op, exc.retry_after or 1.0)
+            self.limiter.cooldown(self.client.account, op, retry.rate_limited(exc.retry_after))
             raise

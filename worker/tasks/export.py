@@ -22,7 +22,6 @@ from celery.exceptions import Reject
 from pydantic import ValidationError
 
 from core import names
-from core.backoff import backoff_seconds
 from core.events import AudienceEvent
 from core.jobs import JobsFileError, UnknownJobError
 from core.keys import deliveries_key
@@ -31,10 +30,10 @@ from core.settings import load_settings
 from worker import runtime
 from worker.celery_app import app
 from worker.engine import export as engine
+from worker.limits import retry
 from worker.state.deadletter import DeadLetterStore, event_letters
 
 log = logging.getLogger(__name__)
-RETRY_BASE_SECONDS = 1.0
 
 
 @signals.worker_init.connect
@@ -111,8 +110,7 @@ class RecordTask(EngineTask):
         detail = redact(f"{type(exc).__name__}: {exc}")
         if attempt + 1 >= s.max_deliveries:
             return self._set_aside(job_id, events, "record_failed", detail)
-        countdown = backoff_seconds(attempt, base=RETRY_BASE_SECONDS,
-                                    cap=s.visibility_timeout_seconds / 3)
+        countdown = retry.record_retry(attempt, s.visibility_timeout_seconds)
         log.warning("%s for job %s failed (attempt %d of %d), retrying in %.1fs: %s",
                     self.name, job_id, attempt + 1, s.max_deliveries, countdown, detail)
         try:
