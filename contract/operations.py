@@ -2,7 +2,8 @@
 
 Burst (per second), steady (per minute) and daily limits come from the spec's
 ``x-klaviyo-ratelimit``; item caps come from the operations' documentation. The
-rate limiter, the client's cap checks and the sandbox all read this one table.
+rate limiter, the client's cap checks, every caller that splits a batch and the sandbox
+all read this one table.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ class Operation:
     daily: int | None = None  # calls per day, where Klaviyo sets one
     max_items: int | None = None  # items per call (profiles, ids) or page size
     max_bytes: int | None = None  # request body size
+
+    @property
+    def batch_cap(self) -> int:
+        """Items one call may carry: every batching caller splits by this, never its own number."""
+        if self.max_items is None:
+            raise ValueError(f"{self.name} takes no batch")
+        return self.max_items
 
 
 KB = 1024

@@ -26,14 +26,15 @@ import orjson
 import redis
 from celery import Celery, chord
 
+from contract import operations as ops
 from core import names
 from core.jobs import ExportJob
 from core.keys import current_run_key, last_run_key
 from core.runs import RUN_TTL, RunStore
 from producers.backfill.member import Member
 
-SUBSCRIBE_CHUNK = 1_000
-FORCE_ADD_CHUNK = 10_000
+SUBSCRIBE_CHUNK = ops.BULK_SUBSCRIBE.batch_cap
+FORCE_ADD_CHUNK = ops.BULK_IMPORT.batch_cap
 PEOPLE_PER_CHUNK = 10  # bulk caps of people a chunk accounts for at most, left-out ones included
 
 

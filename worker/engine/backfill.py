@@ -13,37 +13,21 @@ from typing import Any
 
 from core import names
 from core.chunks import NOT_IN_AUDIENCE
-from core.jobs import ExportJob
 from core.redact import redact
 from core.runs import RunStore
 from core.settings import load_settings
 from worker import runtime
 from worker.engine import export as engine
 from worker.engine.backfill_rows import chunk_marks
-from worker.engine.flush import FlushContext, Flusher
+from worker.engine.flush import Flusher
 from worker.engine.record import count_marked
 from worker.state.counters import JobCounters
-from worker.state.deadletter import DeadLetterStore
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore
 
 
 def run_store(job_id: str, run_id: str) -> RunStore:
     return RunStore(runtime.redis_client(), load_settings().key_prefix, job_id, run_id)
-
-
-def flush_context(job: ExportJob, list_id: str, state: DesiredState,
-                  schedule_poll: Callable[[str, str], None]) -> FlushContext:
-    """The engine's flush context for a backfill chunk (its own queue, a bulk-cap batch)."""
-    s = load_settings()
-    return FlushContext(
-        job=job, list_id=list_id, state=state, jobstate=JobStateStore(state.redis, state.keys),
-        gate=engine.gate_for(job),
-        deadletters=DeadLetterStore(state.redis, state.keys.prefix, job.id),
-        batch_size=10_000 if job.force_add else s.flush_batch_size,
-        lease_seconds=s.lease_seconds, settle_seconds=s.subscribe_settle_seconds,
-        queue=names.BACKFILL, schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
-    )
 
 
 @dataclass(frozen=True)
@@ -72,7 +56,8 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
     if job_state.can_call and job_state.list_id:
         lease_ms = int(load_settings().lease_seconds * 1000)
         _changed, claimed = state.record_and_claim(marks, now, lease_ms)
-        context = flush_context(job, job_state.list_id, state, schedule_poll)
+        context = engine.flush_context(job, job_state.list_id, state, schedule_poll,
+                                       queue=names.BACKFILL)
         outcome = Flusher(context).run(claimed)
         if outcome.again_in is not None and not outcome.transient and not outcome.stopped:
             return ChunkOutcome(None, outcome.again_in)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from contract import operations as ops
+from core import names
 from core.events import AudienceEvent
 from core.jobs import ExportJob
 from core.keys import JobKeys
@@ -102,32 +104,35 @@ def flush(
     try:
         if state.due_count(int(time.time() * 1000)) > 2 * load_settings().flush_batch_size:
             schedule(job_id, 0.0)  # widen: another flusher can take the next batch
-        outcome = Flusher(_context(job, list_id, state, store, schedule_poll)).run()
+        outcome = Flusher(flush_context(job, list_id, state, schedule_poll, store=store)).run()
     finally:
         state.redis.zrem(keys.flushers, token)
     _follow_up(job_id, state, outcome, schedule)
     return outcome
 
 
-def _context(
+def flush_context(
     job: ExportJob,
     list_id: str,
     state: DesiredState,
-    store: JobStateStore,
     schedule_poll: Callable[[str, str], None],
+    *,
+    store: JobStateStore | None = None,
+    queue: str = names.REALTIME,
 ) -> FlushContext:
+    """What one flush of ``job`` needs: a live flush's or a backfill chunk's (``queue``)."""
     s = load_settings()
-    batch = 10_000 if job.force_add else s.flush_batch_size
     return FlushContext(
         job=job,
         list_id=list_id,
         state=state,
-        jobstate=store,
+        jobstate=store or JobStateStore(state.redis, state.keys),
         gate=gate_for(job),
         deadletters=DeadLetterStore(state.redis, state.keys.prefix, job.id),
-        batch_size=batch,
+        batch_size=ops.BULK_IMPORT.batch_cap if job.force_add else s.flush_batch_size,
         lease_seconds=s.lease_seconds,
         settle_seconds=s.subscribe_settle_seconds,
+        queue=queue,
         schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
     )
 

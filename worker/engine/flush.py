@@ -44,9 +44,9 @@ from worker.state.deadletter import DeadLetter, DeadLetterStore
 from worker.state.desired import Desired, DesiredState
 from worker.state.jobstate import JobStateStore
 
-SUBSCRIBE_CHUNK = 1000
-REMOVE_CHUNK = 1000
-LOOKUP_CHUNK = 100
+SUBSCRIBE_CHUNK = ops.BULK_SUBSCRIBE.batch_cap
+REMOVE_CHUNK = ops.REMOVE_PROFILES_FROM_LIST.batch_cap
+LOOKUP_CHUNK = ops.GET_PROFILES.batch_cap  # emails per look-up: one full page of answers
 T = TypeVar("T")
 # Klaviyo answered, and the answer says the call was not carried out: nobody was told anything.
 NOT_CARRIED_OUT = (Throttled, RateLimited, KlaviyoFatalError, BatchTooLarge)

@@ -23,8 +23,8 @@ from worker.state.codes import FORGET, RETRY
 from worker.state.deadletter import DeadLetter, DeadLetterStore
 from worker.state.desired import Desired, DesiredState
 
-MAX_PROFILES = 10_000
-MAX_BYTES = 4 * 1024 * 1024  # under Klaviyo's 5 MB, leaving room for the envelope
+MAX_PROFILES = ops.BULK_IMPORT.batch_cap
+MAX_BYTES = (ops.BULK_IMPORT.max_bytes or 0) * 4 // 5  # 4 of 5 MB: room for the envelope
 FINISHED = frozenset({"complete", "cancelled", "failed"})
 
 

@@ -14,7 +14,7 @@ from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import TransientError
 from worker.klaviyo.pagination import SIZE, iter_resources, page_size, quote_filter_value
 
-LOOKUP_CHUNK = 100  # emails per any(...) filter: one full page of answers
+LOOKUP_CHUNK = ops.GET_PROFILES.batch_cap  # emails per any(...) filter: one full page
 
 
 def profile_body(attributes: dict[str, Any]) -> dict[str, Any]:
