@@ -6,10 +6,13 @@ its rows, flushes the users it claimed and counts the chunk once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import redis
 
 from core import names
 from core.chunks import NOT_IN_AUDIENCE
@@ -21,6 +24,7 @@ from worker.engine import export as engine
 from worker.engine.backfill_rows import chunk_marks
 from worker.engine.flush import Flusher
 from worker.engine.record import count_marked
+from worker.limits import retry
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore
@@ -30,10 +34,32 @@ def run_store(job_id: str, run_id: str) -> RunStore:
     return RunStore(runtime.redis_client(), load_settings().key_prefix, job_id, run_id)
 
 
+log = logging.getLogger(__name__)
+# Redis went away for a moment (a restart, a failover, a dropped connection): the chunk is
+# run again later, never counted as failed for it
+PASSING_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
 @dataclass(frozen=True)
 class ChunkOutcome:
-    result: dict[str, Any] | None = None  # the committed counts; None: throttled, retry
+    result: dict[str, Any] | None = None  # the committed counts; None: run it again
     again_in: float = 0.0
+
+
+def export_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler,
+                 schedule_poll: Callable[[str, str], None], *, attempt: int = 0) -> ChunkOutcome:
+    """Run chunk ``n``; a passing Redis error runs it again later, any other error counts it
+    as failed (logged with its traceback, which reaches Sentry) so the run still finishes."""
+    try:
+        return run_chunk(job_id, run_id, n, schedule_flush, schedule_poll)
+    except PASSING_REDIS_ERRORS as exc:
+        wait = retry.chunk_retry(attempt)
+        log.warning("backfill %s/%s chunk %d: Redis unreachable (%s), again in %.1fs",
+                    job_id, run_id, n, type(exc).__name__, wait)
+        return ChunkOutcome(None, wait)
+    except Exception as exc:
+        log.exception("backfill %s/%s chunk %d failed", job_id, run_id, n)
+        return ChunkOutcome(fail_chunk(job_id, run_id, n, f"{type(exc).__name__}: {exc}"))
 
 
 def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler,

@@ -1,8 +1,9 @@
 """Celery tasks of a backfill: thin adapters over ``worker.engine.backfill``.
 
 ``backfill.chunk`` is a chord header task: it keeps its (tiny, deterministic) result for the
-chord, never raises for a bad chunk (it counts it as failed), and retries itself, without
-limit and without counting a failure, while the limiter throttles. ``backfill.segment``
+chord, never raises for a bad chunk (it counts it as failed, logged with its traceback), and
+retries itself, without limit and without counting a failure, while the limiter throttles
+or Redis is briefly unreachable. ``backfill.segment``
 is the chord body: it counts the segment for progress. The run is finalized by whichever
 step (a chunk's commit, a segment, the producer) first sees dispatch over and every chunk
 counted, so a chord callback lost with a killed worker cannot leave the run unfinished.
@@ -10,7 +11,6 @@ counted, so a chord callback lost with a killed worker cannot leave the run unfi
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from core import names
@@ -18,19 +18,15 @@ from worker.celery_app import app
 from worker.engine import backfill
 from worker.tasks.export import EngineTask, schedule_flush, schedule_poll
 
-log = logging.getLogger(__name__)
-
 
 @app.task(
     name=names.BACKFILL_CHUNK, base=EngineTask, bind=True, queue=names.BACKFILL,
           ignore_result=False, max_retries=None)
 def chunk(self: EngineTask, job_id: str, run_id: str, n: int) -> dict[str, Any]:
     """Export one stored chunk of a backfill run; return its counts."""
-    try:
-        outcome = backfill.run_chunk(job_id, run_id, n, schedule_flush, schedule_poll)
-    except Exception as exc:  # noqa: BLE001 - one bad chunk must not stop the run's summary
-        log.warning("backfill %s/%s chunk %d failed: %s", job_id, run_id, n, type(exc).__name__)
-        return backfill.fail_chunk(job_id, run_id, n, f"{type(exc).__name__}: {exc}")
+    attempt = int(self.request.retries or 0)
+    outcome = backfill.export_chunk(job_id, run_id, n, schedule_flush, schedule_poll,
+                                   attempt=attempt)
     if outcome.result is None:
         raise self.retry(countdown=outcome.again_in, max_retries=None)
     return outcome.result
