@@ -16,6 +16,7 @@ from core.jobswatch import JobsWatcher
 from core.keys import JobKeys
 from core.settings import load_settings
 from worker.klaviyo.client import KlaviyoClient, client_for
+from worker.limits.gate import Gate
 from worker.limits.ratelimit import RateLimiter
 
 _watchers: dict[str, JobsWatcher[JobsFile]] = {}
@@ -86,7 +87,8 @@ def limiter() -> RateLimiter:
 
 
 def klaviyo(export_job: ExportJob) -> KlaviyoClient:
-    """The process's one Klaviyo client for this job's key."""
+    """The process's one Klaviyo client for this job's key, every request charged to the
+    shared limiter as it is sent."""
     s = load_settings()
     return client_for(
         export_job.api_key(),
@@ -94,4 +96,4 @@ def klaviyo(export_job: ExportJob) -> KlaviyoClient:
         revision=s.klaviyo_revision,
         connect_timeout=s.http_connect_timeout,
         read_timeout=s.http_read_timeout,
-    )
+    ).limited(Gate(limiter()))

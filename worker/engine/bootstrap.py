@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import uuid
 
-from contract import operations as ops
 from core.jobs import ExportJob
 from worker.klaviyo import lists
+from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import AuthError, NotFound
-from worker.limits.gate import Gate
 from worker.state.jobstate import JobStateStore, Status
 
 LOCK_MS = 30_000
@@ -26,30 +25,30 @@ class BootstrapBusy(Exception):
     """Another worker holds the bootstrap lock; try again shortly."""
 
 
-def bootstrap(job: ExportJob, store: JobStateStore, gate: Gate) -> str | None:
+def bootstrap(job: ExportJob, store: JobStateStore, client: KlaviyoClient) -> str | None:
     """Make sure the job has a list; return its id, or None when the job failed."""
     try:
-        return _resolve(job, store, gate)
+        return _resolve(job, store, client)
     except AuthError as exc:
         store.auth_failed(f"Klaviyo refused the key ({exc.status}): {exc}")
         return None
 
 
-def _resolve(job: ExportJob, store: JobStateStore, gate: Gate) -> str | None:
+def _resolve(job: ExportJob, store: JobStateStore, client: KlaviyoClient) -> str | None:
     state = store.get()
     known = job.list_id or state.list_id
     if known:
-        return _check_existing(known, selected=bool(job.list_id), store=store, gate=gate)
+        return _check_existing(known, selected=bool(job.list_id), store=store, client=client)
     if state.status is Status.FAILED:
         return None
-    return _find_or_create(job, store, gate)
+    return _find_or_create(job, store, client)
 
 
 def _check_existing(
-    list_id: str, *, selected: bool, store: JobStateStore, gate: Gate
+    list_id: str, *, selected: bool, store: JobStateStore, client: KlaviyoClient
 ) -> str | None:
     try:
-        found = gate(ops.GET_LIST, lambda: lists.get_list(gate.client, list_id))
+        found = lists.get_list(client, list_id)
     except NotFound:
         why = "does not exist" if selected and not store.get().list_id else "was deleted in Klaviyo"
         store.failed(f"list {list_id} {why}; fix the job (nothing was created)")
@@ -58,7 +57,7 @@ def _check_existing(
     return found.id
 
 
-def _find_or_create(job: ExportJob, store: JobStateStore, gate: Gate) -> str | None:
+def _find_or_create(job: ExportJob, store: JobStateStore, client: KlaviyoClient) -> str | None:
     redis = store.redis
     token = uuid.uuid4().hex
     if not redis.set(store.keys.bootstrap_lock, token, nx=True, px=LOCK_MS):
@@ -67,9 +66,9 @@ def _find_or_create(job: ExportJob, store: JobStateStore, gate: Gate) -> str | N
         if store.get().list_id:  # another worker finished while we waited
             return store.get().list_id
         name = job.list_name()
-        found = gate(ops.GET_LISTS, lambda: lists.find_list_by_name(gate.client, name))
+        found = lists.find_list_by_name(client, name)
         if found is None:
-            found = gate(ops.CREATE_LIST, lambda: lists.create_list(gate.client, name))
+            found = lists.create_list(client, name)
         store.ready(found.id, reason=f"list {name!r}")
         return found.id
     finally:

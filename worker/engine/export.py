@@ -24,9 +24,10 @@ from worker.engine import imports
 from worker.engine.bootstrap import bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
+from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.limits import retry
-from worker.limits.gate import Gate, Throttled
+from worker.limits.gate import Throttled
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetterStore
 from worker.state.desired import DesiredState
@@ -49,8 +50,9 @@ def _parts(job_id: str) -> tuple[ExportJob, JobKeys, DesiredState]:
     return runtime.job(job_id), keys, DesiredState(runtime.redis_client(), keys)
 
 
-def gate_for(job: ExportJob) -> Gate:
-    return Gate(runtime.klaviyo(job), runtime.limiter())
+def klaviyo(job: ExportJob) -> KlaviyoClient:
+    """The job's Klaviyo client: each request it sends is charged to the shared limiter."""
+    return runtime.klaviyo(job)
 
 
 def record(job_id: str, events: Sequence[AudienceEvent], schedule: Scheduler) -> Recorded:
@@ -85,7 +87,7 @@ def ensure_ready(job: ExportJob, store: JobStateStore) -> str | None:
     """The job's list id when it may call Klaviyo; bootstraps a new job first."""
     current = store.get()
     if current.status is Status.NEW:
-        return bootstrap(job, store, gate_for(job))
+        return bootstrap(job, store, klaviyo(job))
     return current.list_id if current.can_call else None
 
 
@@ -127,7 +129,7 @@ def flush_context(
         list_id=list_id,
         state=state,
         jobstate=store or JobStateStore(state.redis, state.keys),
-        gate=gate_for(job),
+        client=klaviyo(job),
         deadletters=DeadLetterStore(state.redis, state.keys.prefix, job.id),
         batch_size=ops.BULK_IMPORT.batch_cap if job.force_add else s.flush_batch_size,
         lease_seconds=s.lease_seconds,
@@ -177,7 +179,7 @@ def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> NextPoll | None:
     letters = DeadLetterStore(state.redis, keys.prefix, job_id)
     s = load_settings()
     try:
-        result = imports.poll(state, gate_for(job), letters, kjob_id, s.lease_seconds)
+        result = imports.poll(state, klaviyo(job), letters, kjob_id, s.lease_seconds)
     except Throttled as exc:
         log.info("import %s of job %s: poll throttled, next in %.1fs", kjob_id, job_id, exc.wait)
         return _defer(state, kjob_id, NextPoll(exc.wait, attempt))
@@ -198,7 +200,7 @@ def _defer(state: DesiredState, kjob_id: str, nxt: NextPoll) -> NextPoll:
 
 def run_bootstrap(job_id: str) -> str | None:
     job, keys, state = _parts(job_id)
-    return bootstrap(job, JobStateStore(state.redis, keys), gate_for(job))
+    return bootstrap(job, JobStateStore(state.redis, keys), klaviyo(job))
 
 
 def sweep(job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]) -> int:

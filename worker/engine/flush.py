@@ -29,6 +29,7 @@ from worker.engine import imports
 from worker.engine.isolate import send_isolating
 from worker.engine.plan import applied_in, applied_try, make_plan, profile_attributes
 from worker.klaviyo import lists, profiles, subscriptions
+from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import (
     AuthError,
     BatchTooLarge,
@@ -37,7 +38,7 @@ from worker.klaviyo.errors import (
     RateLimited,
 )
 from worker.limits import retry
-from worker.limits.gate import Gate, Throttled
+from worker.limits.gate import Throttled
 from worker.state.codes import FORGET, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED, RETRY
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetter, DeadLetterStore
@@ -60,7 +61,7 @@ class FlushContext:
     list_id: str
     state: DesiredState
     jobstate: JobStateStore
-    gate: Gate
+    client: KlaviyoClient  # every request charged to the shared limiter as it is sent
     deadletters: DeadLetterStore
     batch_size: int
     lease_seconds: float
@@ -194,12 +195,7 @@ class Flusher:
             ]
             self._telling(
                 batch,
-                lambda: self.ctx.gate(
-                    ops.BULK_SUBSCRIBE,
-                    lambda: subscriptions.subscribe_profiles(
-                        self.ctx.gate.client, self.ctx.list_id, people
-                    ),
-                ),
+                lambda: subscriptions.subscribe_profiles(self.ctx.client, self.ctx.list_id, people),
             )
 
         result = send_isolating(chunk, send)
@@ -220,11 +216,7 @@ class Flusher:
 
             def send(batch: list[Desired], lid: str | None = list_id) -> None:
                 records = [profile_attributes(u) for u in batch]
-                create = partial(
-                    self.ctx.gate,
-                    ops.BULK_IMPORT,
-                    lambda: imports.create(self.ctx.gate.client, records, lid),
-                )
+                create = partial(imports.create, self.ctx.client, records, lid)
                 # an attribute refresh (no list) changes no membership: nothing to record first
                 job = create() if lid is None else self._telling(batch, create)
                 imports.register(self.ctx.state, job.id, batch, hold=lid is not None)
@@ -246,13 +238,9 @@ class Flusher:
         present = [u for u in users if u.email in ids]
         for start in range(0, len(present), REMOVE_CHUNK):
             chunk = present[start : start + REMOVE_CHUNK]
-            remove = partial(
-                lists.remove_profiles_from_list,
-                self.ctx.gate.client,
-                self.ctx.list_id,
-                [ids[u.email] for u in chunk],
+            lists.remove_profiles_from_list(
+                self.ctx.client, self.ctx.list_id, [ids[u.email] for u in chunk]
             )
-            self.ctx.gate(ops.REMOVE_PROFILES_FROM_LIST, remove)
             self._release([(u.email, OUT) for u in chunk])
 
     def _await_profiles(self, users: list[Desired]) -> None:
@@ -285,7 +273,7 @@ class Flusher:
     def _profile_ids(self, emails: list[str]) -> dict[str, str]:
         """Profile ids from the account's cache, then from paged email look-ups."""
         redis = self.ctx.state.redis
-        key = account_ids_key(self.ctx.state.keys.prefix, self.ctx.gate.client.account)
+        key = account_ids_key(self.ctx.state.keys.prefix, self.ctx.client.account)
         cached = redis.hmget(key, emails)
         ids = {
             e: (v.decode() if isinstance(v, bytes) else str(v))
@@ -294,12 +282,9 @@ class Flusher:
         }
         missing = [e for e in emails if e not in ids]
         for start in range(0, len(missing), LOOKUP_CHUNK):
-            look_up = partial(
-                profiles.find_profile_ids,
-                self.ctx.gate.client,
-                missing[start : start + LOOKUP_CHUNK],
+            found = profiles.find_profile_ids(
+                self.ctx.client, missing[start : start + LOOKUP_CHUNK]
             )
-            found = self.ctx.gate(ops.GET_PROFILES, look_up)
             if found:
                 redis.hset(key, mapping=found)  # type: ignore[arg-type]  # redis-py Mapping is invariant
             ids.update(found)

@@ -6,17 +6,22 @@ answer into a :class:`KlaviyoResponse` or into the exception that
 sleeps and never retries: callers decide from the exception's type. Batches over an
 operation's caps are refused before anything is sent. Neither the key nor an unmasked
 email ever reaches a message.
+
+A client made :meth:`~KlaviyoClient.limited` charges every request to a
+:class:`RequestLimiter` as it sends it (each page of a paginated read included), and tells
+it of every 429; the limiter refuses a request by raising, and then nothing is sent.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Required, TypedDict, Unpack
+from typing import Any, Protocol, Required, TypedDict, Unpack
 from urllib.parse import quote
 
 import orjson
@@ -26,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from contract.operations import Operation
 from core.settings import load_settings
 from worker.klaviyo.caps import check_caps
-from worker.klaviyo.errors import TransientError
+from worker.klaviyo.errors import RateLimited, TransientError
 from worker.klaviyo.statuses import refusal
 
 JSON_API = "application/vnd.api+json"
@@ -63,6 +68,16 @@ _TRANSPORT_ERRORS = (
 )
 
 
+class RequestLimiter(Protocol):
+    """What a limited client asks before each request and tells after a 429."""
+
+    def charge(self, account: str, op: Operation) -> None:
+        """Count one request of ``op``, or raise (nothing is sent) when it must wait."""
+
+    def rate_limited(self, account: str, op: Operation, retry_after: float | None) -> None:
+        """Klaviyo answered 429 to ``op``: pause it for every worker."""
+
+
 class ClientOptions(TypedDict, total=False):
     """A client's keyword options: ``base_url`` and ``revision`` are required."""
 
@@ -94,6 +109,7 @@ class KlaviyoClient:
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         self._account = fingerprint(api_key)
         self._session = _session(api_key, settings.revision, settings.pool_size)
+        self._limiter: RequestLimiter | None = None
 
     @property
     def account(self) -> str:
@@ -105,6 +121,12 @@ class KlaviyoClient:
             f"KlaviyoClient(account={self._account!r}, base_url={self.base_url!r}, "
             f"revision={self.revision!r})"
         )
+
+    def limited(self, limiter: RequestLimiter) -> KlaviyoClient:
+        """This client (same key, session and pool) with every request charged to ``limiter``."""
+        clone = copy.copy(self)
+        clone._limiter = limiter
+        return clone
 
     def close(self) -> None:
         """Close the session's pooled connections."""
@@ -121,10 +143,15 @@ class KlaviyoClient:
         """Send ``op`` once; return the 2xx answer or raise the table's exception."""
         data = orjson.dumps(body) if body is not None else None
         check_caps(op, body, data, params)
-        response = self._send(op, _url(self.base_url, op, path), params, data)
+        url = _url(self.base_url, op, path)
+        if self._limiter is not None:
+            self._limiter.charge(self._account, op)
+        response = self._send(op, url, params, data)
         document = _document(op, response)
         error = refusal(op, response.status_code, document, response.headers)
         if error is not None:
+            if isinstance(error, RateLimited) and self._limiter is not None:
+                self._limiter.rate_limited(self._account, op, error.retry_after)
             raise error
         return KlaviyoResponse(response.status_code, document, response.headers)
 

@@ -1,18 +1,18 @@
-"""Every Klaviyo call passes the global limiter first, and a 429 pauses the whole fleet."""
+"""The limiter's side of the Klaviyo client: every request is charged as it is sent.
+
+A client made ``client.limited(Gate(limiter))`` asks :meth:`Gate.charge` before each HTTP
+request (each page of a paginated read included) and tells :meth:`Gate.rate_limited` of
+every 429, which pauses that operation of that account for the whole fleet. A refused
+request raises :class:`Throttled` with the wait, and nothing is sent.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from contract.operations import Operation
-from worker.klaviyo.client import KlaviyoClient
-from worker.klaviyo.errors import RateLimited
 from worker.limits import retry
 from worker.limits.ratelimit import RateLimiter
-
-T = TypeVar("T")
 
 
 class Throttled(Exception):
@@ -25,17 +25,14 @@ class Throttled(Exception):
 
 @dataclass(frozen=True)
 class Gate:
-    """Calls one account's Klaviyo through the shared limiter."""
+    """Charges one account's requests to the shared limiter (a ``RequestLimiter``)."""
 
-    client: KlaviyoClient
     limiter: RateLimiter
 
-    def __call__(self, op: Operation, send: Callable[[], T]) -> T:
-        wait = self.limiter.acquire(self.client.account, op)
+    def charge(self, account: str, op: Operation) -> None:
+        wait = self.limiter.acquire(account, op)
         if wait > 0:
             raise Throttled(wait)
-        try:
-            return send()
-        except RateLimited as exc:
-            self.limiter.cooldown(self.client.account, op, retry.rate_limited(exc.retry_after))
-            raise
+
+    def rate_limited(self, account: str, op: Operation, retry_after: float | None) -> None:
+        self.limiter.cooldown(account, op, retry.rate_limited(retry_after))
