@@ -5,32 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
 import sentry_sdk
-from sentry_sdk.envelope import Envelope
-from sentry_sdk.transport import Transport
 
 from core.runs import RunStore
 from core.settings import Settings, load_settings
+from tests.ops.test_sentry import Captured
 from worker import runtime
 from worker.engine import backfill
 from worker.ops import observability
 
 PREFIX = "cf"
-
-
-class Captured(Transport):
-    """Sentry envelopes kept in memory: nothing leaves the process."""
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self.envelopes: list[Envelope] = []
-
-    def capture_envelope(self, envelope: Envelope) -> None:
-        self.envelopes.append(envelope)
 
 
 def _use_redis(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
