@@ -30,6 +30,7 @@ OPERATIONS = {
     "get_profile_ids_for_bulk_import_profiles_job",
     "get_errors_for_bulk_import_profiles_job",
     "bulk_subscribe_profiles",
+    "bulk_unsubscribe_profiles",  # served by the sandbox only (sandbox/extra_operations.py)
 }
 
 
