@@ -63,6 +63,11 @@ def lift_for_subscribe(account: Account, profile: Profile, list_id: str | None) 
 
 
 def unsubscribe(account: Account, profile: Profile, lst: ListRec | None, now: str) -> None:
-    """Bulk unsubscribe of one profile: from the list if it is on it, else globally."""
-    on_list = lst is not None and (profile.id in lst.members or profile.id in lst.pending)
-    suppress(account, profile, "UNSUBSCRIBE", now, lst if on_list else None)
+    """Bulk unsubscribe of one profile: from the list if it is a member, else globally (a
+    pending double opt-in is not a member, and no longer pending either)."""
+    if lst is not None and profile.id in lst.members:
+        suppress(account, profile, "UNSUBSCRIBE", now, lst)
+        return
+    if lst is not None:
+        lst.pending.pop(profile.id, None)
+    suppress(account, profile, "UNSUBSCRIBE", now)
