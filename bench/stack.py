@@ -120,6 +120,7 @@ class Sandbox:
                 str(self.port),
                 "--speed",
                 str(speed),
+                "--profile=fast",
                 "--log-level",
                 "warning",
             ],

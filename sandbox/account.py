@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 from sandbox.identity import index_key, profile_id
@@ -9,20 +10,22 @@ from sandbox.lists import ListRec
 from sandbox.profiles import IDENTIFIERS, Profile
 
 if TYPE_CHECKING:
-    from sandbox.jobs import ImportJob, SubscribeJob
+    from sandbox.jobs import ImportJob, SubscribeJob, UnsubscribeJob
 
 
 class Account:
     """Everything one key sees; the sandbox lock guards it."""
 
-    def __init__(self, fingerprint: str) -> None:
+    def __init__(self, fingerprint: str, rng: random.Random | None = None) -> None:
         self.fingerprint = fingerprint
+        self.rng = rng or random.Random()
         self.profiles: dict[str, Profile] = {}
         self.profile_order: list[str] = []
         self.index: dict[str, dict[str, str]] = {field: {} for field in IDENTIFIERS}
         self.lists: dict[str, ListRec] = {}
         self.import_jobs: dict[str, ImportJob] = {}
-        self.subscribe_jobs: dict[str, SubscribeJob] = {}
+        self.subscribe_jobs: dict[str, SubscribeJob | UnsubscribeJob] = {}
+        self.suppressed: dict[str, None] = {}  # ids of profiles with any suppression
         self._seq = 0
 
     def next_seq(self) -> int:

@@ -3,6 +3,9 @@
 - ``POST/GET/DELETE /_sandbox/faults``: inject, show, clear failures (see ``faults.py``)
 - ``GET/DELETE /_sandbox/stats``: calls, items, statuses and 429s per operation and account
 - ``POST /_sandbox/confirm``: confirm pending double opt-ins (``list_id``, ``emails``: optional)
+- ``POST /_sandbox/suppress``: suppress people (``emails``, ``reason``, ``list_id``: optional)
+- ``POST /_sandbox/unsubscribe``: people unsubscribe (``emails``, ``list_id``: optional)
+- ``GET /_sandbox/realism``: the profile and every behaviour knob in force
 - ``POST /_sandbox/reset``: forget everything (Lytics segments reload from their directory)
 - ``GET /_sandbox/lists/{id}/emails``: all member (and pending) emails of a list, no paging
 - ``GET /_sandbox/subscribe-jobs[/{id}]``: subscribe job status (Klaviyo has no GET for them)
@@ -104,6 +107,41 @@ async def confirm(request: Request) -> Response:
     return _json({"confirmed": _sandbox(request).confirm(list_id, emails)})
 
 
+async def suppress(request: Request) -> Response:
+    """Suppress people globally or from one list, as bounces, complaints or their own
+    clicks would."""
+    return await _suppress(request, None)
+
+
+async def unsubscribe(request: Request) -> Response:
+    """People click "unsubscribe": globally, or from one list."""
+    return await _suppress(request, "UNSUBSCRIBE")
+
+
+async def _suppress(request: Request, reason: str | None) -> Response:
+    try:
+        body = await _object(request)
+        list_id = body.get("list_id")
+        count = _sandbox(request).suppress(
+            _emails(body), reason or str(body.get("reason", "UNSUBSCRIBE")),
+            str(list_id) if list_id is not None else None)
+    except ValueError as exc:
+        return _json({"error": str(exc)}, 404 if str(exc).startswith("no list") else 400)
+    return _json({"suppressed": count})
+
+
+def _emails(body: dict[str, Any]) -> list[str]:
+    emails = body.get("emails")
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+        raise ValueError("emails must be a list of strings")
+    return emails
+
+
+async def realism(request: Request) -> Response:
+    """The behaviour knobs in force."""
+    return _json(_sandbox(request).realism.describe())
+
+
 async def reset(request: Request) -> Response:
     """Forget everything."""
     _sandbox(request).reset()
@@ -154,6 +192,9 @@ ROUTES = [
     Route("/_sandbox/stats", get_stats, methods=["GET"]),
     Route("/_sandbox/stats", clear_stats, methods=["DELETE"]),
     Route("/_sandbox/confirm", confirm, methods=["POST"]),
+    Route("/_sandbox/suppress", suppress, methods=["POST"]),
+    Route("/_sandbox/unsubscribe", unsubscribe, methods=["POST"]),
+    Route("/_sandbox/realism", realism, methods=["GET"]),
     Route("/_sandbox/reset", reset, methods=["POST"]),
     Route("/_sandbox/lists/{id}/emails", list_emails, methods=["GET"]),
     Route("/_sandbox/subscribe-jobs", subscribe_jobs, methods=["GET"]),

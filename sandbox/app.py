@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from contract.operations import ALL
 from sandbox import admin, errors, routes_jobs, routes_lists, routes_lytics, routes_profiles
 from sandbox.asgi import CallLayer
 from sandbox.core import Sandbox
+from sandbox.extra_operations import SERVED
 from sandbox.pipeline import Handler, endpoint, respond
 
 HANDLERS: dict[str, Handler] = {**routes_lists.HANDLERS, **routes_profiles.HANDLERS,
@@ -21,10 +21,11 @@ HANDLERS: dict[str, Handler] = {**routes_lists.HANDLERS, **routes_profiles.HANDL
 
 def routes() -> list[Route]:
     """One route per operation in the table (all must have a handler), then the rest."""
-    missing = [op.name for op in ALL if op.name not in HANDLERS]
+    missing = [op.name for op in SERVED if op.name not in HANDLERS]
     if missing:
         raise RuntimeError(f"sandbox serves no handler for {missing}")
-    served = [Route(op.path, endpoint(op, HANDLERS[op.name]), methods=[op.method]) for op in ALL]
+    served = [Route(op.path, endpoint(op, HANDLERS[op.name]), methods=[op.method])
+              for op in SERVED]
     scan = Route("/api/segment/{segment}/scan", routes_lytics.scan, methods=["GET"])
     return [*served, scan, *admin.ROUTES]
 

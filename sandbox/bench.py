@@ -116,7 +116,8 @@ def main() -> int:
     args = parser.parse_args()
     port = _free_port()
     command = [sys.executable, "-m", "sandbox", "--port", str(port), "--speed", "1000",
-               "--log-level", "warning", *(["--no-validate"] if args.no_validate else [])]
+               "--profile", "fast", "--log-level", "warning",
+               *(["--no-validate"] if args.no_validate else [])]
     server = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
     try:
         url = f"http://127.0.0.1:{port}"

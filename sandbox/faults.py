@@ -1,4 +1,5 @@
-"""Injected failures: errors, latency, dropped connections, 429 storms, revoked keys.
+"""Injected failures: errors, latency, dropped connections, 429 storms, revoked keys, and
+a fronting proxy's HTML 403 challenge page (``challenge_rate``).
 
 ``POST /_sandbox/faults`` replaces the configuration; ``DELETE`` clears it. Faults
 apply to Klaviyo operations (and to the Lytics scan only when ``only_operations``
@@ -19,7 +20,7 @@ LYTICS_SCAN = "lytics_segment_scan"
 class Action:
     """What to do instead of serving the call."""
 
-    kind: str  # "drop", "auth", "storm" or "error"
+    kind: str  # "drop", "auth", "storm", "challenge" or "error"
     status: int = 0
     retry_after: float = 0.0
 
@@ -32,6 +33,7 @@ class Faults:
     statuses: tuple[int, ...] = (500, 502, 503)
     latency_ms: float = 0.0
     drop_rate: float = 0.0
+    challenge_rate: float = 0.0
     storm_until: float = 0.0  # time.monotonic() deadline
     storm_retry_after: float = 1.0
     auth_fail: bool = False
@@ -42,6 +44,7 @@ class Faults:
     def parse(cls, body: dict[str, Any]) -> Faults:
         """Build from the admin JSON; ValueError names a bad field."""
         faults = cls(error_rate=_rate(body, "error_rate"), drop_rate=_rate(body, "drop_rate"),
+                     challenge_rate=_rate(body, "challenge_rate"),
                      latency_ms=_number(body, "latency_ms", 0.0),
                      auth_fail=bool(body.get("auth_fail", False)))
         if "statuses" in body:
@@ -73,22 +76,27 @@ class Faults:
         """(latency in seconds, action or None) for one call."""
         if not self.applies(op_name):
             return 0.0, None
-        latency = self.latency_ms / 1000.0
+        return self.latency_ms / 1000.0, self._action()
+
+    def _action(self) -> Action | None:
         if self.drop_rate and self.rng.random() < self.drop_rate:
-            return latency, Action("drop")
+            return Action("drop")
         if self.auth_fail:
-            return latency, Action("auth", 401)
+            return Action("auth", 401)
         if self.storm_until and time.monotonic() < self.storm_until:
-            return latency, Action("storm", 429, self.storm_retry_after)
+            return Action("storm", 429, self.storm_retry_after)
+        if self.challenge_rate and self.rng.random() < self.challenge_rate:
+            return Action("challenge", 403)
         if self.error_rate and self.rng.random() < self.error_rate:
-            return latency, Action("error", self.rng.choice(self.statuses))
-        return latency, None
+            return Action("error", self.rng.choice(self.statuses))
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The configuration as JSON."""
         left = max(0.0, self.storm_until - time.monotonic())
         return {"error_rate": self.error_rate, "statuses": list(self.statuses),
                 "latency_ms": self.latency_ms, "drop_rate": self.drop_rate,
+                "challenge_rate": self.challenge_rate,
                 "storm": {"seconds_left": round(left, 3), "retry_after": self.storm_retry_after}
                 if left else None,
                 "auth_fail": self.auth_fail,

@@ -1,19 +1,25 @@
 """Klaviyo's ``filter`` query parameter, the subset the sandbox serves.
 
-Grammar: ``equals(field,value)``, ``any(field,[v1,v2,...])``, combined with
-``and(...)`` or commas. Values are quoted strings ('…' or "…"). Anything else is
-refused with 400 naming the ``filter`` parameter, as Klaviyo does.
+Grammar: ``equals(field,value)``, ``any(field,[v1,v2,...])``, the comparisons
+``greater-than``, ``greater-or-equal``, ``less-than`` and ``less-or-equal`` (on fields
+that allow them), combined with ``and(...)`` or commas. Values are quoted strings
+('…' or "…"), or unquoted ISO 8601 dates for comparisons. Anything else is refused
+with 400 naming the ``filter`` parameter, as Klaviyo does.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sandbox.errors import invalid
 
-_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')|(?P<word>[A-Za-z_.-]+)'
-                    r'|(?P<punct>[(),\[\]]))')
+_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')'
+                    r'|(?P<date>\d{4}-\d{2}-\d{2}(?:T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)?)'
+                    r'|(?P<word>[A-Za-z_.-]+)|(?P<punct>[(),\[\]]))')
+MEMBERSHIP = frozenset({"equals", "any"})
+COMPARISONS = frozenset({"greater-than", "greater-or-equal", "less-than", "less-or-equal"})
 
 
 @dataclass(frozen=True)
@@ -22,12 +28,19 @@ class Condition:
 
     field: str
     values: tuple[str, ...]
+    op: str = "equals"  # "any" reads as equals-one-of; or one of COMPARISONS
 
 
-def parse_filter(text: str | None, fields: set[str]) -> list[Condition]:
-    """Conditions (all must hold); ``fields`` are the filterable fields."""
+Fields = set[str] | Mapping[str, frozenset[str]]
+
+
+def parse_filter(text: str | None, fields: Fields) -> list[Condition]:
+    """Conditions (all must hold); ``fields`` are the filterable fields (a set: each takes
+    ``equals`` and ``any``; a mapping: field → the operators it takes)."""
     if not text:
         return []
+    if not isinstance(fields, Mapping):
+        fields = dict.fromkeys(fields, MEMBERSHIP)
     tokens = _tokens(text)
     conditions: list[Condition] = []
     pos = _expression(tokens, 0, fields, conditions)
@@ -47,12 +60,13 @@ def _tokens(text: str) -> list[str]:
             if text[pos:].strip() == "":
                 break
             raise _bad(f"cannot read {text[pos:pos + 20]!r}")
-        out.append(match.group("str") or match.group("word") or match.group("punct"))
+        out.append(match.group("str") or match.group("date") or match.group("word")
+                   or match.group("punct"))
         pos = match.end()
     return out
 
 
-def _expression(tokens: list[str], pos: int, fields: set[str],
+def _expression(tokens: list[str], pos: int, fields: Mapping[str, frozenset[str]],
                 out: list[Condition]) -> int:
     name = tokens[pos] if pos < len(tokens) else ""
     if pos + 1 >= len(tokens) or tokens[pos + 1] != "(":
@@ -62,18 +76,22 @@ def _expression(tokens: list[str], pos: int, fields: set[str],
         while tokens[pos:pos + 1] == [","]:
             pos = _expression(tokens, pos + 1, fields, out)
         return _expect(tokens, pos, ")")
-    if name not in ("equals", "any"):
+    if name not in MEMBERSHIP | COMPARISONS:
         raise _bad(f"operator {name!r} is not supported here")
     field = tokens[pos + 2] if pos + 2 < len(tokens) else ""
     if field not in fields:
         raise _bad(f"{field!r} is not a filterable field here; use one of {sorted(fields)}")
+    if name not in fields[field]:
+        raise _bad(f"{field!r} takes {sorted(fields[field])}, not {name!r}")
     pos = _expect(tokens, pos + 3, ",")
     values: tuple[str, ...]
-    if name == "equals":
-        values, pos = (_string(tokens, pos),), pos + 1
-    else:
+    if name == "any":
         values, pos = _array(tokens, pos)
-    out.append(Condition(field, values))
+    elif name in COMPARISONS:
+        values, pos = (_date(tokens, pos),), pos + 1
+    else:
+        values, pos = (_string(tokens, pos),), pos + 1
+    out.append(Condition(field, values, name))
     return _expect(tokens, pos, ")")
 
 
@@ -93,6 +111,14 @@ def _string(tokens: list[str], pos: int) -> str:
     if len(token) < 2 or token[0] not in "'\"" or token[-1] != token[0]:
         raise _bad(f"expected a quoted string, got {token!r}")
     return re.sub(r"\\(.)", r"\1", token[1:-1])
+
+
+def _date(tokens: list[str], pos: int) -> str:
+    token = tokens[pos] if pos < len(tokens) else ""
+    text = _string(tokens, pos) if token[:1] in ("'", '"') else token
+    if not re.match(r"^\d{4}-\d{2}-\d{2}", text):
+        raise _bad(f"expected a date-time, got {token!r}")
+    return text
 
 
 def _expect(tokens: list[str], pos: int, what: str) -> int:

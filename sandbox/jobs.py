@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.account import Account
+from sandbox.consent import lift_for_subscribe, unsubscribe
 from sandbox.identity import email_error, phone_error
 from sandbox.lists import ListRec
 from sandbox.profiles import Profile, consent, sms_consent
@@ -85,17 +86,45 @@ class SubscribeJob(JobProgress):
                 "failures": self.failures}
 
 
-def run_import(account: Account, job: ImportJob, now: str) -> None:
+@dataclass
+class UnsubscribeJob(JobProgress):
+    """A ``profile-subscription-bulk-delete-job`` (no GET either; admin route only)."""
+
+    id: str
+    account: str
+    list_id: str | None
+    created_at: str
+    total: int
+    payload: list[dict[str, Any]] | None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``GET /_sandbox/subscribe-jobs/{id}`` shows."""
+        return {"id": self.id, "kind": "unsubscribe", "account": self.account,
+                "list_id": self.list_id, "status": self.status, "created_at": self.created_at,
+                "started_at": self.started_at, "completed_at": self.completed_at,
+                "total_count": self.total, "completed_count": self.completed,
+                "failed_count": self.failed, "failures": self.failures}
+
+
+Job = ImportJob | SubscribeJob | UnsubscribeJob
+
+
+def run_import(account: Account, job: ImportJob, now: str, *, nulls_clear: bool = True,
+               with_payload: bool = True, conflicts: bool = False) -> None:
     """Upsert every profile of the job, force-adding each to the job's lists."""
     lists = [lst for i in job.list_ids if (lst := account.lists.get(i)) is not None]
     for index, resource in enumerate(job.payload or ()):
         try:
-            profile, _ = upsert(account, resource, now)
+            profile, _ = upsert(account, resource, now, nulls_clear=nulls_clear,
+                                conflicts=conflicts)
         except ProfileProblem as exc:
             job.failed += 1
-            job.errors.append({"code": exc.code, "title": "Invalid profile.", "detail": exc.detail,
-                               "source": {"pointer": f"{ITEMS}/{index}{exc.pointer}"},
-                               "original_payload": resource.get("attributes") or {}})
+            error = {"code": exc.code, "title": "Invalid profile.", "detail": exc.detail,
+                     "source": {"pointer": f"{ITEMS}/{index}{exc.pointer}"}}
+            if with_payload:
+                error["original_payload"] = resource.get("attributes") or {}
+            job.errors.append(error)
             continue
         job.completed += 1
         job.profile_ids.append(profile.id)
@@ -104,8 +133,9 @@ def run_import(account: Account, job: ImportJob, now: str) -> None:
     job.payload = None
 
 
-def run_subscribe(account: Account, job: SubscribeJob, now: str) -> None:
-    """Subscribe every profile; on a double opt-in list they wait for confirmation."""
+def run_subscribe(account: Account, job: SubscribeJob, now: str) -> list[str]:
+    """Subscribe every profile; on a double opt-in list they wait for confirmation.
+    Returns the ids of the profiles that became pending."""
     lst = account.lists.get(job.list_id) if job.list_id else None
     batch = _Batch(account, lst, job, now)
     for index, resource in enumerate(job.payload or ()):
@@ -116,6 +146,29 @@ def run_subscribe(account: Account, job: SubscribeJob, now: str) -> None:
         job.failed += 1
         job.failures.append({"index": index, "code": "invalid", "detail": failure[1],
                              "pointer": f"{ITEMS}/{index}{failure[0]}"})
+    job.payload = None
+    return batch.newly_pending
+
+
+def run_unsubscribe(account: Account, job: UnsubscribeJob, now: str) -> None:
+    """Unsubscribe every profile (created when missing, as Klaviyo does): from the job's
+    list when on it, globally otherwise."""
+    lst = account.lists.get(job.list_id) if job.list_id else None
+    for index, resource in enumerate(job.payload or ()):
+        attrs = resource.get("attributes") or {}
+        email, phone = attrs.get("email"), attrs.get("phone_number")
+        why = (email_error(email) if email else None) or (phone_error(phone) if phone else None)
+        if why or not (email or phone):
+            job.failed += 1
+            job.failures.append({"index": index, "code": "invalid",
+                                 "detail": why or "An email or a phone_number is required.",
+                                 "pointer": f"{ITEMS}/{index}/attributes"})
+            continue
+        profile = _find_or_create(account, email, phone, now)
+        if email and (((attrs.get("subscriptions") or {}).get("email") or {}).get("marketing")
+                      is not None):
+            unsubscribe(account, profile, lst, now)
+        job.completed += 1
     job.payload = None
 
 
@@ -129,6 +182,7 @@ class _Batch:
         self.pending = lst is not None and lst.double_opt_in and not job.historical
         self.custom_source = job.custom_source
         self.now = now
+        self.newly_pending: list[str] = []
         self._email: dict[str, dict[str, Any]] = {}
         self._sms: dict[str, dict[str, Any]] = {}
 
@@ -160,6 +214,8 @@ def _subscribe_one(batch: _Batch, attrs: dict[str, Any]) -> tuple[str, str] | No
     profile = _find_or_create(account, email, phone, now)
     subs = attrs.get("subscriptions") or {}
     email_marketing = (subs.get("email") or {}).get("marketing")
+    if email and email_marketing:
+        lift_for_subscribe(account, profile, lst.id if lst is not None else None)
     if email and email_marketing and not batch.pending:
         profile.email_marketing = batch.email_consent(email_marketing.get("consented_at") or now)
     sms_marketing = (subs.get("sms") or {}).get("marketing")
@@ -169,8 +225,9 @@ def _subscribe_one(batch: _Batch, attrs: dict[str, Any]) -> tuple[str, str] | No
     if lst is not None:
         if not batch.pending:
             lst.add(profile.id, account.next_seq(), now)
-        elif profile.id not in lst.members:
+        elif profile.id not in lst.members and profile.id not in lst.pending:
             lst.pending[profile.id] = now
+            batch.newly_pending.append(profile.id)
     return None
 
 

@@ -1,8 +1,8 @@
 """How every Klaviyo call is served, in Klaviyo's order of checks.
 
-faults → API key (401) → ``revision`` header (400) → rate limits (429) → body:
-byte cap, JSON, item caps, OpenAPI schema (400) → the operation's handler. Every
-answer except 401 and 429 carries ``RateLimit-Limit/Remaining/Reset`` (steady window).
+network latency → faults → API key (401) → ``revision`` header (400) → rate limits
+(429) → body: byte cap, JSON, item caps, OpenAPI schema (400) → the operation's handler.
+Every answer except 401 and 429 carries ``RateLimit-Limit/Remaining/Reset`` (steady window).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from sandbox.identity import fingerprint
 from sandbox.ratelimit import Decision
 
 JSON_API = "application/vnd.api+json"
+CHALLENGE_PAGE = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
+                  b"<h1>Checking your browser before accessing a.klaviyo.com.</h1>"
+                  b"<p>Enable JavaScript and cookies to continue.</p></body></html>")
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.pre)?$")
 
 
@@ -138,12 +141,17 @@ def endpoint(op: Operation, handler: Handler) -> Callable[[Request], Awaitable[R
         call.op = op.name
         headers: dict[str, str] = {}
         try:
+            network = sandbox.realism.latency
             latency, action = sandbox.faults.decide(op.name)
+            if not network.zero:
+                latency += network.draw(sandbox.rng)
             if latency:
                 await asyncio.sleep(latency)
             if action is not None and action.kind == "drop":
                 call.drop = True
                 return Response(status_code=500)
+            if action is not None and action.kind == "challenge":
+                return Response(CHALLENGE_PAGE, status_code=403, media_type="text/html")
             if action is not None:
                 raise fault_error(sandbox, action)
             call.account = authenticate(request)

@@ -16,8 +16,8 @@ LOCATION = ("address1", "address2", "city", "country", "region", "zip", "timezon
 class Profile:
     """One profile; ``attrs`` holds the scalar attributes that are set."""
 
-    __slots__ = ("attrs", "created", "email_marketing", "id", "location", "properties",
-                 "sms_marketing", "updated")
+    __slots__ = ("attrs", "created", "email_marketing", "id", "list_suppressions", "location",
+                 "properties", "sms_marketing", "suppression", "updated")
 
     def __init__(self, pid: str, now: str) -> None:
         self.id = pid
@@ -28,6 +28,8 @@ class Profile:
         self.updated = now
         self.email_marketing: dict[str, Any] | None = None
         self.sms_marketing: dict[str, Any] | None = None
+        self.suppression: list[dict[str, Any]] = []  # global: {reason, timestamp}
+        self.list_suppressions: list[dict[str, Any]] = []  # {list_id, reason, timestamp}
 
     @property
     def email(self) -> str | None:
@@ -53,14 +55,29 @@ def sms_consent(now: str, custom_source: str | None) -> dict[str, Any]:
 
 def subscriptions(profile: Profile) -> dict[str, Any]:
     """``subscriptions`` as returned with ``additional-fields[profile]=subscriptions``."""
-    email = profile.email_marketing or {
-        "consent": "NEVER_SUBSCRIBED", "can_receive_email_marketing": False,
-        "consent_timestamp": None, "last_updated": None, "method": None, "method_detail": "",
-        "double_optin": None, "suppression": [], "list_suppressions": []}
+    email = email_marketing(profile)
     sms = profile.sms_marketing or {
         "consent": "NEVER_SUBSCRIBED", "can_receive_sms_marketing": False,
         "consent_timestamp": None, "last_updated": None, "method": None, "method_detail": ""}
     return {"email": {"marketing": email}, "sms": {"marketing": sms}}
+
+
+def email_marketing(profile: Profile) -> dict[str, Any]:
+    """``subscriptions.email.marketing``: consent records are shared between profiles, so
+    a suppressed profile gets a copy with its suppressions. ``can_receive_email_marketing``
+    is true exactly when there is no global suppression (the spec's ``EmailMarketing``)."""
+    base = profile.email_marketing or _NEVER
+    if not profile.suppression and not profile.list_suppressions:
+        return base
+    return {**base, "can_receive_email_marketing": not profile.suppression,
+            "suppression": list(profile.suppression),
+            "list_suppressions": list(profile.list_suppressions)}
+
+
+_NEVER: dict[str, Any] = {
+    "consent": "NEVER_SUBSCRIBED", "can_receive_email_marketing": True,
+    "consent_timestamp": None, "last_updated": None, "method": None, "method_detail": "",
+    "double_optin": None, "suppression": [], "list_suppressions": []}
 
 
 def profile_resource(profile: Profile, base: str, *, with_subscriptions: bool = False,

@@ -7,11 +7,14 @@ from typing import Any
 
 from sandbox import errors, paging
 from sandbox.clock import iso
-from sandbox.identity import job_id
-from sandbox.jobs import ITEMS, ImportJob, SubscribeJob
+from sandbox.identity import email_error, job_id
+from sandbox.jobs import ITEMS, ImportJob, SubscribeJob, UnsubscribeJob
 from sandbox.pipeline import Ctx, Handler, Reply
 from sandbox.profiles import profile_resource
+from sandbox.upsert import identity_problem
 from sandbox.validation import page_size
+
+MAX_PROBLEMS = 100  # per-profile errors listed in one 400
 
 
 def bulk_subscribe_profiles(ctx: Ctx) -> Reply:
@@ -25,10 +28,9 @@ def bulk_subscribe_profiles(ctx: Ctx) -> Reply:
     historical = bool(attributes.get("historical_import"))
     if historical:
         _check_consented_at(profiles)
-    list_id = _get(data, "relationships", "list", "data", "id")
-    if list_id is not None and list_id not in ctx.account.lists:
-        raise errors.not_found(f"List {list_id} does not exist.",
-                               pointer="/data/relationships/list/data/id")
+    if ctx.sandbox.realism.subscribe_rejects_invalid_email:
+        _refuse_invalid_emails(profiles)
+    list_id = _list_id(ctx, data)
     job = SubscribeJob(id=job_id(), account=ctx.account.fingerprint, list_id=list_id,
                        historical=historical, custom_source=attributes.get("custom_source"),
                        created_at=iso(), total=len(profiles), payload=profiles)
@@ -36,6 +38,42 @@ def bulk_subscribe_profiles(ctx: Ctx) -> Reply:
     ctx.sandbox.subscribe_jobs[job.id] = job
     ctx.sandbox.schedule(ctx.account, job)
     return Reply(202, None, items=len(profiles), headers={"X-Sandbox-Job-Id": job.id})
+
+
+def bulk_unsubscribe_profiles(ctx: Ctx) -> Reply:
+    """``POST /api/profile-subscription-bulk-delete-jobs``: 202, no body, asynchronous.
+
+    A profile on the given list leaves it (a list suppression); anyone else is
+    unsubscribed globally, as the spec's warning says. The job id is in
+    ``X-Sandbox-Job-Id`` for ``/_sandbox/subscribe-jobs/{id}``."""
+    data = ctx.body["data"]
+    profiles = data["attributes"]["profiles"]["data"]
+    job = UnsubscribeJob(id=job_id(), account=ctx.account.fingerprint,
+                         list_id=_list_id(ctx, data), created_at=iso(), total=len(profiles),
+                         payload=profiles)
+    ctx.account.subscribe_jobs[job.id] = job
+    ctx.sandbox.subscribe_jobs[job.id] = job
+    ctx.sandbox.schedule(ctx.account, job)
+    return Reply(202, None, items=len(profiles), headers={"X-Sandbox-Job-Id": job.id})
+
+
+def _list_id(ctx: Ctx, data: dict[str, Any]) -> str | None:
+    """The job's list, which must exist in this account (404 otherwise)."""
+    list_id: str | None = _get(data, "relationships", "list", "data", "id")
+    if list_id is not None and list_id not in ctx.account.lists:
+        raise errors.not_found(f"List {list_id} does not exist.",
+                               pointer="/data/relationships/list/data/id")
+    return list_id
+
+
+def _refuse_invalid_emails(profiles: list[dict[str, Any]]) -> None:
+    """A subscribe job naming a malformed email is refused whole, before it is queued."""
+    problems = [errors.problem(400, "invalid", "Invalid input.", why,
+                               pointer=f"{ITEMS}/{i}/attributes/email")
+                for i, p in enumerate(profiles)
+                if (email := _get(p, "attributes", "email")) and (why := email_error(email))]
+    if problems:
+        raise errors.ApiError(400, problems[:MAX_PROBLEMS])
 
 
 def _get(node: Any, *keys: str) -> Any:
@@ -71,6 +109,8 @@ def bulk_import_profiles(ctx: Ctx) -> Reply:
     data = ctx.body["data"]
     profiles = data["attributes"]["profiles"]["data"]
     relations = _get(data, "relationships", "lists", "data") or []
+    if ctx.sandbox.realism.bulk_import_rejects_whole_job:
+        _refuse_malformed(profiles)
     for index, relation in enumerate(relations):
         if relation["id"] not in ctx.account.lists:
             raise errors.not_found(f"List {relation['id']} does not exist.",
@@ -82,6 +122,16 @@ def bulk_import_profiles(ctx: Ctx) -> Reply:
     doc = {"data": job.resource(ctx.base),
            "links": {"self": f"{ctx.base}/api/profile-bulk-import-jobs"}}
     return Reply(202, doc, items=len(profiles))
+
+
+def _refuse_malformed(profiles: list[dict[str, Any]]) -> None:
+    """One profile that fails synchronous validation fails the whole import: 400, one
+    error per bad profile, each pointing at its index."""
+    problems = [errors.problem(400, "invalid", "Invalid input.", exc.detail,
+                               pointer=f"{ITEMS}/{i}{exc.pointer}")
+                for i, p in enumerate(profiles) if (exc := identity_problem(p)) is not None]
+    if problems:
+        raise errors.ApiError(400, problems[:MAX_PROBLEMS])
 
 
 def _job(ctx: Ctx, name: str) -> ImportJob:
@@ -134,6 +184,7 @@ def get_profile_ids_for_bulk_import_profiles_job(ctx: Ctx) -> Reply:
 HANDLERS: dict[str, Handler] = {
     "bulk_subscribe_profiles": bulk_subscribe_profiles,
     "bulk_import_profiles": bulk_import_profiles,
+    "bulk_unsubscribe_profiles": bulk_unsubscribe_profiles,
     "get_bulk_import_profiles_job": get_bulk_import_profiles_job,
     "get_errors_for_bulk_import_profiles_job": get_errors_for_bulk_import_profiles_job,
     "get_profiles_for_bulk_import_profiles_job": get_profiles_for_bulk_import_profiles_job,

@@ -1,16 +1,31 @@
-"""The account, profile look-ups (``filter=any(email,[…])``) and profile-import upserts."""
+"""The account, profile look-ups (``filter=any(email,[…])``, suppression filters) and
+profile-import upserts."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sandbox import errors, paging
 from sandbox.clock import iso
-from sandbox.filters import Condition, parse_filter
+from sandbox.filters import COMPARISONS, MEMBERSHIP, Condition, parse_filter
 from sandbox.pipeline import Ctx, Handler, Reply
-from sandbox.profiles import profile_resource
+from sandbox.profiles import Profile, profile_resource
 from sandbox.upsert import ProfileProblem, upsert
 from sandbox.validation import page_size
 
-PROFILE_FILTER_FIELDS = {"id", "email", "phone_number", "external_id"}
+IDENTITY_FIELDS = ("id", "email", "phone_number", "external_id")
+_MARKETING = "subscriptions.email.marketing."
+_EQUALS = frozenset({"equals"})
+# The suppression filters get_profiles' filter description lists.
+SUPPRESSION_FIELDS = {
+    f"{_MARKETING}suppression.reason": _EQUALS,
+    f"{_MARKETING}suppression.timestamp": COMPARISONS,
+    f"{_MARKETING}list_suppressions.reason": _EQUALS,
+    f"{_MARKETING}list_suppressions.list_id": _EQUALS,
+    f"{_MARKETING}list_suppressions.timestamp": COMPARISONS,
+}
+PROFILE_FILTER_FIELDS = {**dict.fromkeys(IDENTITY_FIELDS, MEMBERSHIP), **SUPPRESSION_FIELDS}
 _TITLES = {400: "Invalid input.", 404: "Not found.", 409: "Conflict."}
 
 
@@ -51,14 +66,46 @@ def get_profiles(ctx: Ctx) -> Reply:
 
 
 def _matching(ctx: Ctx, conditions: list[Condition]) -> list[str]:
-    """Profile ids meeting every condition, in request order, without repeats."""
-    first, rest = conditions[0], conditions[1:]
+    """Profile ids meeting every condition, without repeats: in request order when an
+    identifier is named, else in suppression order (only suppressed profiles are read)."""
+    identity = [c for c in conditions if c.field in IDENTITY_FIELDS]
+    suppression = [c for c in conditions if c.field not in IDENTITY_FIELDS]
+    if not identity:
+        profiles = ctx.account.profiles
+        return [pid for pid in ctx.account.suppressed
+                if all(_suppressed(profiles[pid], c) for c in suppression)]
+    first, rest = identity[0], identity[1:]
     found: dict[str, None] = {}
     for value in first.values:
         pid = _lookup(ctx, first.field, value)
-        if pid is not None and all(_holds(ctx, pid, c) for c in rest):
+        if pid is not None and all(_holds(ctx, pid, c) for c in rest) and all(
+                _suppressed(ctx.account.profiles[pid], c) for c in suppression):
             found[pid] = None
     return list(found)
+
+
+def _suppressed(profile: Profile, condition: Condition) -> bool:
+    """Whether one of the profile's suppressions meets a suppression condition."""
+    kind, _, key = condition.field.removeprefix(_MARKETING).partition(".")
+    entries = profile.suppression if kind == "suppression" else profile.list_suppressions
+    if condition.op in COMPARISONS:
+        bound = _moment(condition.values[0])
+        return any(_compare(condition.op, _moment(e["timestamp"]), bound) for e in entries)
+    return any(e.get(key) in condition.values for e in entries)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.invalid(f"Invalid filter: {text!r} is not a date-time.",
+                             parameter="filter") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    return bool({"greater-than": left > right, "greater-or-equal": left >= right,
+                 "less-than": left < right, "less-or-equal": left <= right}[op])
 
 
 def _lookup(ctx: Ctx, field: str, value: str) -> str | None:
@@ -74,11 +121,15 @@ def _holds(ctx: Ctx, pid: str, condition: Condition) -> bool:
 def create_or_update_profile(ctx: Ctx) -> Reply:
     """``POST /api/profile-import``: 201 created or 200 updated, with the profile."""
     try:
-        profile, created = upsert(ctx.account, ctx.body["data"], iso())
+        profile, created = upsert(ctx.account, ctx.body["data"], iso(),
+                                  conflicts=ctx.sandbox.realism.identity_conflicts)
     except ProfileProblem as exc:
         title = _TITLES.get(exc.status, "Invalid input.")
-        raise errors.ApiError(exc.status, [errors.problem(
-            exc.status, exc.code, title, exc.detail, pointer=f"/data{exc.pointer}")]) from None
+        problem = errors.problem(exc.status, exc.code, title, exc.detail,
+                                 pointer=f"/data{exc.pointer}")
+        if exc.duplicate is not None:
+            problem["meta"] = {"duplicate_profile_id": exc.duplicate}
+        raise errors.ApiError(exc.status, [problem]) from None
     subs = ctx.wants("additional-fields[profile]", "subscriptions")
     doc = {"data": profile_resource(profile, ctx.base, with_subscriptions=subs),
            "links": {"self": f"{ctx.base}/api/profile-import"}}

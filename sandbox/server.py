@@ -1,7 +1,9 @@
 """Run the sandbox under uvicorn, in a background thread (tests) or in the foreground.
 
-    with running_sandbox(speed=60) as sb:
+    with running_sandbox(speed=60) as sb:                      # a real account's behaviour
         requests.get(f"{sb.url}/api/lists", headers=...)
+    with running_sandbox(profile="fast", job_delay=0.05) as sb:  # today's instant sandbox
+        ...
 
 ``SandboxServer.sandbox`` is the live state (thread-safe under ``sandbox.lock``);
 the helpers below call it directly, the same code the ``/_sandbox/`` routes call.
@@ -22,6 +24,7 @@ import uvicorn
 from sandbox.app import build_app
 from sandbox.core import Sandbox
 from sandbox.faults import Faults
+from sandbox.realism import Delay, Realism, build
 
 
 def uvicorn_config(sandbox: Sandbox, host: str, port: int, log_level: str) -> uvicorn.Config:
@@ -42,17 +45,23 @@ def tune_gc() -> None:
 
 
 class SandboxServer:
-    """A sandbox listening on ``host:port`` (port 0: any free port) in a daemon thread."""
+    """A sandbox listening on ``host:port`` (port 0: any free port) in a daemon thread.
+
+    ``profile`` is ``"realistic"`` (a real account's behaviour, the default) or ``"fast"``;
+    ``job_delay`` and any other knob of :class:`sandbox.realism.Realism` (``latency=0``,
+    ``foreign_share=0.2``, ...) override the profile's value."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, speed: float = 1.0, *,
-                 job_delay: float = 0.2, validate: bool = True,
-                 lytics_members: Path | None = None, lytics_token: str | None = None,
-                 log_level: str = "warning", gc_tuning: bool = False) -> None:
+                 profile: str = "realistic", job_delay: Delay | float | str | None = None,
+                 validate: bool = True, lytics_members: Path | None = None,
+                 lytics_token: str | None = None, log_level: str = "warning",
+                 gc_tuning: bool = False, **knobs: Any) -> None:
         if gc_tuning:
             tune_gc()  # process-wide: off by default when embedded in a test process
         self.host = host
         self.port = port
-        self.sandbox = Sandbox(speed=speed, job_delay=job_delay, validate=validate,
+        self.realism: Realism = build(profile, job_delay=job_delay, **knobs)
+        self.sandbox = Sandbox(speed=speed, realism=self.realism, validate=validate,
                                lytics_members=lytics_members, lytics_token=lytics_token)
         self._server = uvicorn.Server(uvicorn_config(self.sandbox, host, port, log_level))
         self._thread: threading.Thread | None = None
@@ -115,6 +124,11 @@ class SandboxServer:
         """Confirm pending double opt-ins."""
         return self.sandbox.confirm(list_id, emails)
 
+    def suppress(self, emails: list[str], reason: str = "UNSUBSCRIBE",
+                 list_id: str | None = None) -> int:
+        """Suppress people as their inbox would (same as ``POST /_sandbox/suppress``)."""
+        return self.sandbox.suppress(emails, reason, list_id)
+
     def list_emails(self, list_id: str) -> list[str]:
         """All member emails of a list (empty for an unknown list)."""
         found = self.sandbox.list_emails(list_id)
@@ -136,11 +150,11 @@ def running_sandbox(**options: Any) -> Iterator[SandboxServer]:
         server.stop()
 
 
-def serve_forever(host: str, port: int, speed: float, *, job_delay: float = 0.2,
+def serve_forever(host: str, port: int, speed: float, *, realism: Realism,
                   validate: bool = True, lytics_members: Path | None = None,
                   lytics_token: str | None = None, log_level: str = "info") -> None:
     """Run in the foreground until interrupted (the CLI)."""
-    sandbox = Sandbox(speed=speed, job_delay=job_delay, validate=validate,
+    sandbox = Sandbox(speed=speed, realism=realism, validate=validate,
                       lytics_members=lytics_members, lytics_token=lytics_token)
     tune_gc()
     uvicorn.Server(uvicorn_config(sandbox, host, port, log_level)).run()

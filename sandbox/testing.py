@@ -1,6 +1,6 @@
 """A small HTTP client for the sandbox, for tests and demos (not a Klaviyo client).
 
-    with running_sandbox(job_delay=0.05) as sb:
+    with running_sandbox(profile="fast", job_delay=0.05) as sb:
         api = SandboxClient(sb.url, "pk_test_a")
         list_id = api.create_list("VIP")
         job = api.wait_subscribe(api.subscribe(list_id, ["ann@example.com"]))

@@ -20,6 +20,7 @@ from sandbox.errors import invalid
 BATCH_POINTERS = {
     "bulk_subscribe_profiles": "/data/attributes/profiles/data",
     "bulk_import_profiles": "/data/attributes/profiles/data",
+    "bulk_unsubscribe_profiles": "/data/attributes/profiles/data",
     "add_profiles_to_list": "/data",
     "remove_profiles_from_list": "/data",
 }

@@ -4,7 +4,8 @@ Usage: python -m scripts.openapi_subset FULL_SPEC.json [OUT.json]
 
 OUT defaults to the bundled copy, ``contract/openapi/klaviyo-openapi-subset.json``
 (``contract.spec.SPEC_PATH``). Keeps every path whose operationId is one of
-``contract.operations`` (add an operation there first) and every component those
+``contract.operations`` or of ``sandbox.extra_operations`` (add an operation there first)
+and every component those
 operations reach through ``$ref``, so the sandbox and the tests validate against
 Klaviyo's own schemas without carrying the whole 3 MB document.
 """
@@ -15,10 +16,11 @@ import json
 import sys
 from typing import Any
 
-from contract.operations import BY_NAME
 from contract.spec import SPEC_PATH
+from sandbox.extra_operations import SERVED_BY_NAME
 
-OPERATIONS = frozenset(BY_NAME)  # every operation of the contract, by its operationId
+# every operation of the contract and those the sandbox alone serves, by operationId
+OPERATIONS = frozenset(SERVED_BY_NAME)
 
 
 def _refs(node: Any, found: set[str]) -> None:

@@ -68,7 +68,7 @@ def _mixed_file(path: Path) -> tuple[set[str], int, int, int]:
         for i in range(n):
             email = f"{name}{i}@example.com"
             if name in ("vip", "both") and i % 97 == 5:
-                email, bad = "not-an-email", bad + 1
+                email, bad = f"not-an-email-{name}{i}", bad + 1  # a person each
             elif name in ("vip", "both", "nofield"):
                 expected.add(email)
             rows.append({"email": email} if segments is None

@@ -15,7 +15,7 @@ from tests.harness import Stack
 @pytest.fixture
 def sandbox_server() -> Iterator[SandboxServer]:
     """A sandbox at Klaviyo's real limits, its async jobs finishing in 0.1 s."""
-    server = SandboxServer(speed=1.0, job_delay=0.1).start()
+    server = SandboxServer(speed=1.0, profile="fast", job_delay=0.1).start()
     yield server
     server.stop()
 
@@ -34,7 +34,8 @@ def stack(
 def slow_sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxServer]:
     """A sandbox whose asynchronous jobs take ``request.param`` seconds (6 unless parametrized
     with ``indirect=True``): Klaviyo under load, when no fixed settle time is enough."""
-    server = SandboxServer(speed=1.0, job_delay=float(getattr(request, "param", 6.0))).start()
+    server = SandboxServer(speed=1.0, profile="fast",
+                           job_delay=float(getattr(request, "param", 6.0))).start()
     yield server
     server.stop()
 

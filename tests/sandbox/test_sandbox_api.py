@@ -19,7 +19,7 @@ from tests.conftest import free_port
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    with running_sandbox(port=free_port(), job_delay=0.05) as sb:
+    with running_sandbox(port=free_port(), profile="fast", job_delay=0.05) as sb:
         yield sb
 
 
@@ -388,7 +388,7 @@ def test_stats_count_calls_items_and_statuses_per_operation_and_account(
 
 
 def test_reset_forgets_everything() -> None:
-    with running_sandbox(port=free_port()) as sb:
+    with running_sandbox(port=free_port(), profile="fast") as sb:
         api = SandboxClient(sb.url, "pk_reset")
         list_id = api.create_list("Gone")
         api.admin("POST", "reset")

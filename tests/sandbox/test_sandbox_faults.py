@@ -18,7 +18,7 @@ pytestmark = pytest.mark.faults
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    with running_sandbox(port=free_port()) as sb:
+    with running_sandbox(port=free_port(), profile="fast") as sb:
         yield sb
 
 

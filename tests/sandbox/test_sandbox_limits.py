@@ -17,14 +17,14 @@ from tests.conftest import free_port
 
 @pytest.fixture(scope="module")
 def real_speed() -> Iterator[SandboxServer]:
-    with running_sandbox(port=free_port()) as sb:
+    with running_sandbox(port=free_port(), profile="fast") as sb:
         yield sb
 
 
 @pytest.fixture(scope="module")
 def fast() -> Iterator[SandboxServer]:
     """Speed 60: a minute lasts one second, a day 24 minutes."""
-    with running_sandbox(port=free_port(), speed=60) as sb:
+    with running_sandbox(port=free_port(), profile="fast", speed=60) as sb:
         yield sb
 
 

@@ -21,7 +21,7 @@ MEMBERS = [{"email": f"l{i}@example.com", "_uid": f"u{i}", "first_name": f"L{i}"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
     directory = tmp_path_factory.mktemp("lytics")
     (directory / "vip_buyers.jsonl").write_text("\n".join(json.dumps(m) for m in MEMBERS))
-    with running_sandbox(port=free_port(), lytics_members=directory) as sb:
+    with running_sandbox(port=free_port(), profile="fast", lytics_members=directory) as sb:
         yield sb
 
 
@@ -81,7 +81,7 @@ def test_segments_load_over_http_as_array_or_json_lines(server: SandboxServer) -
 
 
 def test_a_configured_token_must_match(tmp_path: Path) -> None:
-    with running_sandbox(port=free_port(), lytics_token="s3cret") as sb:
+    with running_sandbox(port=free_port(), profile="fast", lytics_token="s3cret") as sb:
         sb.load_segment("seg", [{"email": "a@example.com"}])
         assert _scan(sb, "seg", token="other").status_code == 401
         assert _scan(sb, "seg", token="s3cret").status_code == 200

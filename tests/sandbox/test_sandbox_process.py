@@ -29,7 +29,7 @@ def cli_sandbox() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "console.cli", "sandbox", "--port", str(port),
-         "--speed", "1000", "--log-level", "warning"])
+         "--speed", "1000", "--profile", "fast", "--log-level", "warning"])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(url), timeout=20, message="the sandbox CLI to listen")

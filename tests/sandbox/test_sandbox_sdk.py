@@ -26,7 +26,7 @@ SUBSCRIBED = {"email": {"marketing": {"consent": "SUBSCRIBED"}}}
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    with running_sandbox(port=free_port(), job_delay=0.05) as sb:
+    with running_sandbox(port=free_port(), profile="fast", job_delay=0.05) as sb:
         yield sb
 
 
