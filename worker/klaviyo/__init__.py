@@ -1,4 +1,5 @@
-"""The Klaviyo client: one session per key, typed functions per resource, the spec.
+"""The Klaviyo client: one session per key, typed functions per resource, batch caps checked
+before sending (the contract itself is in ``contract``).
 
 Import the resource modules directly (``from worker.klaviyo import lists``); this
 package re-exports only the client, its response and the error tree.
