@@ -112,6 +112,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
+def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of the test's own with its append-only file on, so that a test can kill and
+    restart it (same port, same directory) and find the queue and the state again."""
+    server = RedisServer(tmp_path_factory.mktemp("aof"), appendonly=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def redis_url(redis_server: RedisServer) -> Iterator[str]:
     """The session Redis, emptied after each test."""
     yield redis_server.url

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from core.settings import load_settings
 from sandbox.server import SandboxServer
 from tests.conftest import RedisServer
 from tests.harness import Stack
@@ -48,3 +49,19 @@ def slow_stack(
     s = Stack(redis_url=redis_url, sandbox_url=slow_sandbox.url, workdir=tmp_path)
     yield s
     s.stop_all()
+
+
+Configure = Callable[[Stack], None]
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Configure]:
+    """Point this process's settings (what the CLI reads) at a stack, restored afterwards."""
+
+    def apply(target: Stack) -> None:
+        for name, value in target.env().items():
+            monkeypatch.setenv(name, value)
+        load_settings.cache_clear()
+
+    yield apply
+    load_settings.cache_clear()

@@ -8,7 +8,6 @@ workers and beat that are never restarted.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ E, X = Action.ENTER, Action.EXIT
 T0 = 1_764_000_000_000_000_000
 PEOPLE = 1500
 NO_EMAIL = 40
-
-
-@pytest.fixture
-def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("chaos-aof"), appendonly=True).start()
-    yield server
-    server.stop()
 
 
 def history(rng: random.Random) -> list[AudienceEvent]:

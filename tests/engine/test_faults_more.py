@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,13 +71,6 @@ class TestFlakyKlaviyo:
         stack.wait_for_members("auth", expected, timeout=60)
         assert stack.job_state("auth")["status"] == "ready"
         stack.assert_reconciled("auth", entered=200, members=200)
-
-
-@pytest.fixture
-def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("aof"), appendonly=True).start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.faults

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import warnings
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,9 +18,9 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from console.cli import main
 from core.events import Action
-from core.settings import load_settings
 from producers.webhook import create_app
 from tests.conftest import wait_until
+from tests.engine.conftest import Configure
 from tests.harness import ROOT, Stack, event
 from worker.celery_app import create_app as create_celery_app
 from worker.commands import worker_argv
@@ -36,22 +35,6 @@ TOKEN = "no-loss-token-0123456789"
 VIP = {"id": "vip", "audiences": ["vip_buyers"], "new_list_name": "VIP"}
 NEWS = {"id": "news", "audiences": ["newsletter"], "new_list_name": "News"}
 TYPO = "\n[[jobs]]\nid = 'typo'\n"
-Configure = Callable[[Stack], None]
-
-
-@pytest.fixture
-def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Configure]:
-    """Point this process's settings (what the CLI reads) at a stack, restored afterwards."""
-
-    def apply(target: Stack) -> None:
-        for name, value in target.env().items():
-            monkeypatch.setenv(name, value)
-        load_settings.cache_clear()
-
-    yield apply
-    load_settings.cache_clear()
-
-
 def lytics_body(email: str, n: int) -> dict[str, Any]:
     at = f"2026-11-28T10:00:{n:02d}Z"
     return {"data": {"email": email,

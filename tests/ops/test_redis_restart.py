@@ -8,7 +8,6 @@ only ever written by a worker running a task that beat sent).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,6 @@ from tests.ops.test_beat import FAST
 from worker.ops.schedule import QUEUES
 
 T0 = 1_764_000_000_000_000_000
-
-
-@pytest.fixture
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of this test's own, with its AOF so the queue and the schedule survive."""
-    server = RedisServer(tmp_path_factory.mktemp("restart"), appendonly=True).start()
-    yield server
-    server.stop()
 
 
 def _log(workdir: Path, name: str) -> str:
@@ -54,11 +45,11 @@ def _all_fresh(client: redis.Redis, prefix: str, after: float) -> bool:
 @pytest.mark.faults
 @pytest.mark.parametrize("how", ["kill", "stop"])
 def test_worker_and_beat_survive_a_redis_restart_without_being_restarted(
-    how: str, own_redis: RedisServer, sandbox_server: SandboxServer, tmp_path: Path
+    how: str, aof_redis: RedisServer, sandbox_server: SandboxServer, tmp_path: Path
 ) -> None:
-    stack = Stack(redis_url=own_redis.url, sandbox_url=sandbox_server.url, workdir=tmp_path)
+    stack = Stack(redis_url=aof_redis.url, sandbox_url=sandbox_server.url, workdir=tmp_path)
     stack.extra_env.update(FAST)
-    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    client = redis.Redis.from_url(aof_redis.url, decode_responses=True)
     try:
         stack.write_jobs(JOB)
         worker = stack.start_worker()
@@ -71,12 +62,12 @@ def test_worker_and_beat_survive_a_redis_restart_without_being_restarted(
                    message="the worker to be busy exporting")
 
         # Redis goes away mid-run, with tasks unacknowledged (acks_late) in the worker
-        (own_redis.kill if how == "kill" else own_redis.stop)()
+        (aof_redis.kill if how == "kill" else aof_redis.stop)()
         wait_until(lambda: "Connection to broker lost" in _log(tmp_path, "w1"), timeout=30,
                    message="the worker to notice")
         wait_until(lambda: "unreachable" in _log(tmp_path, "beat") or beat.poll() is not None,
                    timeout=30, message="beat to notice")
-        own_redis.start()  # same port, same dir: the AOF brings the data back
+        aof_redis.start()  # same port, same dir: the AOF brings the data back
         back = time.time()
 
         after = [f"b{i:04d}@example.com" for i in range(2000)]
