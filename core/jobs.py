@@ -7,6 +7,8 @@ One ``[[jobs]]`` table per job::
     label = "VIP buyers"
     audiences = ["vip_buyers", "efdcc4da20554be02e90c563f69bc0ec"]
     new_list_name = "VIP (Lytics)"
+    new_list_opt_in = "double"     # or "single"; unset: Klaviyo's account default (double)
+    on_exit = "remove"             # or "keep": add-only, nobody is removed from the list
     field_map = { first_name = "first_name", city = "location.city", ltv = "properties.ltv" }
 
 A mistake raises :class:`JobsFileError` whose message names the job and the field.
@@ -19,7 +21,7 @@ import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -55,6 +57,10 @@ LOCATION_FIELDS = frozenset(
 LYTICS_UID_FIELD = "_uid"  # Lytics' own user id: tells apart people without a usable email
 _PROPERTY = re.compile(r"^properties\.[^.\s][^\s]*$")
 _JOB_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+OptIn = Literal["double", "single"]
+OnExit = Literal["remove", "keep"]
+# the jobs file's words → Klaviyo's ``opt_in_process`` values
+OPT_IN_PROCESS: dict[str, str] = {"double": "double_opt_in", "single": "single_opt_in"}
 
 
 class JobsFileError(ConfigurationError):
@@ -93,6 +99,10 @@ class ExportJob(BaseModel):
     audiences: tuple[str, ...] = Field(min_length=1)
     list_id: str | None = None
     new_list_name: str | None = Field(default=None, min_length=1, max_length=255)
+    # unset: opt_in_process is not sent and Klaviyo's account default applies (double opt-in
+    # on a real account); the bootstrap reads back what Klaviyo did either way
+    new_list_opt_in: OptIn | None = None
+    on_exit: OnExit = "remove"
     email_field: str = "email"
     field_map: dict[str, str] = Field(default_factory=dict)
     force_add: bool = False
@@ -130,6 +140,17 @@ class ExportJob(BaseModel):
         """The name of the list to find or create when no ``list_id`` is given."""
         day = (today or datetime.now(UTC)).strftime("%Y-%m-%d")
         return self.new_list_name or f"Lytics {day}"
+
+    @property
+    def opt_in_process(self) -> str | None:
+        """Klaviyo's ``opt_in_process`` for a list this job creates; None: the account's
+        default (double opt-in on a real account)."""
+        return OPT_IN_PROCESS[self.new_list_opt_in] if self.new_list_opt_in else None
+
+    @property
+    def removes_on_exit(self) -> bool:
+        """False for an add-only job (``on_exit = "keep"``): nobody is removed from the list."""
+        return self.on_exit == "remove"
 
     def lytics_fields(self) -> tuple[str, ...]:
         """The Lytics fields this job reads: the email field first, then the mapped ones, then
@@ -209,6 +230,8 @@ def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
         loc = loc[2:]
     field = ".".join(str(p) for p in loc)
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        msg += f", not {err['input']!r}"
     return f"{where}: {field}: {msg}" if field else f"{where}: {msg}"
 
 

@@ -92,6 +92,7 @@ class Realism:
     profile: str = "realistic"
     # lists and consent
     default_opt_in: str = "double_opt_in"  # a list created without opt_in_process
+    single_opt_in_enabled: bool = True  # account setting: off, a single opt-in request is double
     self_confirm_share: float = 0.0  # share of pending people who confirm by themselves
     self_confirm_delay: Delay = Delay("lognormal", 60.0, 1.0, 3600.0)
     # asynchronous jobs

@@ -18,9 +18,13 @@ MEMBER_FILTER_FIELDS = {"email", "phone_number"}
 
 def create_list(ctx: Ctx) -> Reply:
     """``POST /api/lists``: 201 with the new list; without ``opt_in_process`` the account
-    default applies, which is double opt-in on a real account."""
+    default applies, which is double opt-in on a real account. An account without single
+    opt-in enabled (``single_opt_in_enabled`` off) creates a single opt-in request double."""
     attributes = ctx.body["data"]["attributes"]
-    opt_in = attributes.get("opt_in_process") or ctx.sandbox.realism.default_opt_in
+    realism = ctx.sandbox.realism
+    opt_in = attributes.get("opt_in_process") or realism.default_opt_in
+    if opt_in == "single_opt_in" and not realism.single_opt_in_enabled:
+        opt_in = "double_opt_in"
     lst = ctx.sandbox.new_list(ctx.account, attributes["name"], opt_in)
     return Reply(201, {"data": lst.resource(ctx.base), "links": {"self": f"{ctx.base}/api/lists"}},
                  items=1)

@@ -33,7 +33,7 @@ from worker.engine import export as engine
 from worker.engine.bootstrap import BootstrapBusy
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.limits.gate import Throttled
-from worker.state.jobstate import JobStateStore
+from worker.state.jobstate import JobStateStore, opt_in_words
 
 BOOTSTRAP_ATTEMPTS = 20
 
@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
                         "is as of the moment it starts")
     source = _source(args, job, settings) if job.backfill or args.from_file else None
     list_id = bootstrap(job)
-    print(f"{job.id}: list {list_id} ready")
+    state = JobStateStore(runtime.redis_client(), runtime.job_keys(job.id)).get()
+    print(f"{job.id}: list {list_id} ready ({opt_in_words(state.opt_in_process)})")
+    if state.opt_in_note:
+        print(f"{job.id}: WARNING: {state.opt_in_note}")
     if source is None:
         print(f"{job.id}: backfill = false; exporting in real time only")
         return 0

@@ -16,7 +16,7 @@ from core.settings import load_settings
 from producers.backfill import progress as backfill_progress
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
-from worker.state.jobstate import JobStateStore
+from worker.state.jobstate import JobStateStore, opt_in_words
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,8 +26,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def job_status(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any]:
-    """Everything ``status`` shows for one job, as plain data."""
+def job_status(
+    client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove"
+) -> dict[str, Any]:
+    """Everything ``status`` shows for one job, as plain data (``on_exit`` from the jobs
+    file)."""
     keys = JobKeys(prefix, job_id)
     state = JobStateStore(client, keys).get()
     counters = JobCounters(client, prefix, job_id).snapshot()
@@ -36,6 +39,9 @@ def job_status(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any]:
         "job": job_id,
         "status": state.status.value,
         "list_id": state.list_id,
+        "opt_in_process": state.opt_in_process,
+        "opt_in_note": state.opt_in_note,
+        "on_exit": on_exit,
         "reason": state.reason,
         "pending": desired.pending_count(),
         "inflight": desired.inflight_count(),
@@ -55,7 +61,9 @@ def _line(row: dict[str, Any]) -> str:
     omitted = row.get("omitted") or {}
     parts = [
         f"{row['job']}: {row['status']}",
-        f"list {row['list_id'] or '-'}",
+        f"list {row['list_id'] or '-'}"
+        + (f" ({opt_in_words(row['opt_in_process'])})" if row["list_id"] else ""),
+        *(["exits kept on the list (on_exit = keep)"] if row.get("on_exit") == "keep" else []),
         f"added {row['added']}",
         f"removed {row['removed']}",
         f"omitted {sum(omitted.values())}" + (f" {omitted}" if omitted else ""),
@@ -71,6 +79,8 @@ def _line(row: dict[str, Any]) -> str:
             parts.append(f"{name} {sum(row[name].values())} {row[name]}")
     if row.get("backfill"):
         parts.append(row["backfill"]["text"])
+    if row.get("opt_in_note"):
+        parts.append(f"WARNING: {row['opt_in_note']}")
     if row.get("reason"):
         parts.append(f"reason: {row['reason']}")
     if row.get("last_error"):
@@ -89,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
     try:
         rows = [
-            job_status(client, settings.key_prefix, j) for j in ([args.job] if args.job else ids)
+            job_status(client, settings.key_prefix, j.id, j.on_exit)
+            for j in jobs.jobs
+            if not args.job or j.id == args.job
         ]
     except redis.RedisError as exc:
         raise UserError(f"cannot reach Redis at REDIS_URL: {exc}") from None

@@ -134,6 +134,24 @@ def test_a_list_without_opt_in_process_is_double_opt_in(api: SandboxClient,
     assert (confirmed["consent"], confirmed["double_optin"]) == ("SUBSCRIBED", True)
 
 
+@pytest.mark.parametrize(("enabled", "expected"), [(True, "single_opt_in"),
+                                                    (False, "double_opt_in")])
+def test_a_single_opt_in_request_is_honoured_only_where_the_account_enables_it(
+        enabled: bool, expected: str) -> None:
+    """help centre 115005251108: "The ability to make a list single opt-in is disabled by
+    default"; a request for single opt-in on such an account gives a double opt-in list, and
+    reading the list back is the only way to know."""
+    with running_sandbox(port=free_port(), **{**QUICK, "single_opt_in_enabled": enabled}) as sb:
+        api = SandboxClient(sb.url, "pk_real_optin")
+        body = {"data": {"type": "list",
+                         "attributes": {"name": "S", "opt_in_process": "single_opt_in"}}}
+        created = checked(api.call("POST", "/api/lists", body), "create_list")
+        list_id = created["data"]["id"]
+        assert created["data"]["attributes"]["opt_in_process"] == expected
+        read = checked(api.call("GET", f"/api/lists/{list_id}"), "get_list")
+        assert read["data"]["attributes"]["opt_in_process"] == expected
+
+
 def test_a_share_of_pending_people_confirm_by_themselves() -> None:
     """help centre 115005251108: a person joins a double opt-in list "whenever" they confirm,
     possibly never; ``self_confirm_share`` of them do, each after ``self_confirm_delay``."""

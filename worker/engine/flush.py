@@ -4,7 +4,8 @@ One ``Flusher.run`` claims up to a batch of pending users, with their desired
 state read in the same atomic step, and sends: removals (list-relationship deletes, ids from
 the cache or email look-ups), joins (subscribe jobs of 1,000, or force-add bulk
 imports of 10,000 held until Klaviyo finishes them) and attribute refreshes (bulk
-imports). Users whose call did not happen go back to pending; nothing is lost.
+imports). An add-only job (``on_exit = "keep"``) sends no removals (plan.py decides).
+Users whose call did not happen go back to pending; nothing is lost.
 
 Subscribe jobs are asynchronous and have no status: a removal that finds no profile for a
 user Klaviyo was (or may have been) told to subscribe checks again later, with growing
@@ -99,8 +100,8 @@ class Flusher:
         users = list(claimed) if claimed is not None else self._claim()
         if not users:
             return self.outcome
-        plan = make_plan(users)
-        self.ctx.state.release(plan.unchanged, now_ms())
+        plan = make_plan(users, removes_on_exit=self.ctx.job.removes_on_exit)
+        self.ctx.state.release(plan.released_as_is(), now_ms())
         steps: list[tuple[list[Desired], Callable[[list[Desired]], None]]] = [
             (plan.leave, self._leave),
             (plan.join, self._join),

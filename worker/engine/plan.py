@@ -16,11 +16,22 @@ class Plan:
     join: list[Desired] = field(default_factory=list)  # subscribe or force-add
     refresh: list[Desired] = field(default_factory=list)  # still members, newer fields
     leave: list[Desired] = field(default_factory=list)  # remove from the list
+    kept: list[Desired] = field(default_factory=list)  # left, but an add-only job keeps them
     unchanged: list[tuple[str, str]] = field(default_factory=list)  # release as is
 
+    def released_as_is(self) -> list[tuple[str, str]]:
+        """Users nothing is sent for: their claim is dropped and ``applied`` stays."""
+        return [*self.unchanged, *((u.email, FORGET) for u in self.kept)]
 
-def make_plan(users: Sequence[Desired]) -> Plan:
-    """Compare each user's desired state with what Klaviyo was last told."""
+
+def make_plan(users: Sequence[Desired], *, removes_on_exit: bool = True) -> Plan:
+    """Compare each user's desired state with what Klaviyo was last told.
+
+    A user who left every selected audience is removed, unless the job is add-only
+    (``removes_on_exit`` False, ``on_exit = "keep"``): then nothing is sent and ``applied``
+    keeps saying what Klaviyo holds, so the user stays counted in ``added`` and not in
+    ``removed``, and a re-enter finds them still a member (only newer fields are sent).
+    """
     plan = Plan()
     for user in users:
         if user.member and not user.applied_in:
@@ -28,7 +39,7 @@ def make_plan(users: Sequence[Desired]) -> Plan:
         elif user.member and user.fields_ts > user.applied_fields_ts:
             plan.refresh.append(user)
         elif not user.member and not user.applied_out:
-            plan.leave.append(user)
+            (plan.leave if removes_on_exit else plan.kept).append(user)
         else:
             plan.unchanged.append((user.email, FORGET))
     return plan
