@@ -141,19 +141,9 @@ def endpoint(op: Operation, handler: Handler) -> Callable[[Request], Awaitable[R
         call.op = op.name
         headers: dict[str, str] = {}
         try:
-            network = sandbox.realism.latency
-            latency, action = sandbox.faults.decide(op.name)
-            if not network.zero:
-                latency += network.draw(sandbox.rng)
-            if latency:
-                await asyncio.sleep(latency)
-            if action is not None and action.kind == "drop":
-                call.drop = True
-                return Response(status_code=500)
-            if action is not None and action.kind == "challenge":
-                return Response(CHALLENGE_PAGE, status_code=403, media_type="text/html")
-            if action is not None:
-                raise fault_error(sandbox, action)
+            cut = await _on_the_wire(sandbox, op, call)
+            if cut is not None:
+                return cut
             call.account = authenticate(request)
             check_revision(request)
             with sandbox.lock:
@@ -173,6 +163,25 @@ def endpoint(op: Operation, handler: Handler) -> Callable[[Request], Awaitable[R
 
     serve.__name__ = op.name
     return serve
+
+
+async def _on_the_wire(sandbox: Sandbox, op: Operation, call: CallRecord) -> Response | None:
+    """Latency and injected faults, before the account is even known: the answer of a cut
+    connection or a challenge page, None when the call goes through (an error fault raises)."""
+    network = sandbox.realism.latency
+    latency, action = sandbox.faults.decide(op.name)
+    if not network.zero:
+        latency += network.draw(sandbox.rng)
+    if latency:
+        await asyncio.sleep(latency)
+    if action is None:
+        return None
+    if action.kind == "drop":
+        call.drop = True
+        return Response(status_code=500)
+    if action.kind == "challenge":
+        return Response(CHALLENGE_PAGE, status_code=403, media_type="text/html")
+    raise fault_error(sandbox, action)
 
 
 def _run(handler: Handler, ctx: Ctx) -> Reply:

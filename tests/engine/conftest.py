@@ -13,12 +13,22 @@ from tests.conftest import RedisServer
 from tests.harness import Stack
 
 
+def _sandbox(job_delay: float) -> Iterator[SandboxServer]:
+    server = SandboxServer(speed=1.0, profile="fast", job_delay=job_delay).start()
+    yield server
+    server.stop()
+
+
+def _stack(redis_url: str, sandbox: SandboxServer, workdir: Path) -> Iterator[Stack]:
+    s = Stack(redis_url=redis_url, sandbox_url=sandbox.url, workdir=workdir)
+    yield s
+    s.stop_all()
+
+
 @pytest.fixture
 def sandbox_server() -> Iterator[SandboxServer]:
     """A sandbox at Klaviyo's real limits, its async jobs finishing in 0.1 s."""
-    server = SandboxServer(speed=1.0, profile="fast", job_delay=0.1).start()
-    yield server
-    server.stop()
+    yield from _sandbox(0.1)
 
 
 @pytest.fixture
@@ -26,19 +36,14 @@ def stack(
     redis_server: RedisServer, redis_url: str, sandbox_server: SandboxServer, tmp_path: Path
 ) -> Iterator[Stack]:
     """Workers, the sandbox and Redis wired together; every worker is stopped afterwards."""
-    s = Stack(redis_url=redis_url, sandbox_url=sandbox_server.url, workdir=tmp_path)
-    yield s
-    s.stop_all()
+    yield from _stack(redis_url, sandbox_server, tmp_path)
 
 
 @pytest.fixture
 def slow_sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxServer]:
     """A sandbox whose asynchronous jobs take ``request.param`` seconds (6 unless parametrized
     with ``indirect=True``): Klaviyo under load, when no fixed settle time is enough."""
-    server = SandboxServer(speed=1.0, profile="fast",
-                           job_delay=float(getattr(request, "param", 6.0))).start()
-    yield server
-    server.stop()
+    yield from _sandbox(float(getattr(request, "param", 6.0)))
 
 
 @pytest.fixture
@@ -46,9 +51,7 @@ def slow_stack(
     redis_server: RedisServer, redis_url: str, slow_sandbox: SandboxServer, tmp_path: Path
 ) -> Iterator[Stack]:
     """``stack`` against ``slow_sandbox``."""
-    s = Stack(redis_url=redis_url, sandbox_url=slow_sandbox.url, workdir=tmp_path)
-    yield s
-    s.stop_all()
+    yield from _stack(redis_url, slow_sandbox, tmp_path)
 
 
 Configure = Callable[[Stack], None]
