@@ -10,6 +10,7 @@ a sequence number, so compaction never invalidates one.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from typing import Any
 
 COMPACT_MIN = 1024
@@ -65,9 +66,11 @@ class ListRec:
         self.pids = [p for _, p in live]
         self.stale = 0
 
-    def page(self, cursor: int | None, size: int,
-             reverse: bool = False) -> tuple[list[tuple[str, str]], int | None]:
-        """Up to ``size`` (profile id, joined_group_at) after ``cursor``, and the next cursor."""
+    def page(self, cursor: int | None, size: int, reverse: bool = False,
+             keep: Callable[[str], bool] | None = None,
+             ) -> tuple[list[tuple[str, str]], int | None]:
+        """Up to ``size`` (profile id, joined_group_at) after ``cursor``, and the next cursor;
+        ``keep`` (given a joined_group_at) leaves out members it refuses."""
         step = -1 if reverse else 1
         if cursor is None:
             i = len(self.seqs) - 1 if reverse else 0
@@ -78,7 +81,7 @@ class ListRec:
         while 0 <= i < len(self.seqs):
             seq, pid = self.seqs[i], self.pids[i]
             entry = self.members.get(pid)
-            if entry is not None and entry[0] == seq:
+            if entry is not None and entry[0] == seq and (keep is None or keep(entry[1])):
                 if len(out) == size:
                     return out, last
                 out.append((pid, entry[1]))

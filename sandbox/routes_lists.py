@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sandbox import errors, paging
 from sandbox.clock import iso
-from sandbox.filters import parse_filter
+from sandbox.filters import COMPARISONS, MEMBERSHIP, Condition, parse_filter
 from sandbox.lists import ListRec
 from sandbox.pipeline import Ctx, Handler, Reply
 from sandbox.profiles import profile_resource
 from sandbox.validation import page_size
 
 LIST_FILTER_FIELDS = {"id", "name"}
-MEMBER_FILTER_FIELDS = {"email", "phone_number"}
+# the spec's filters on list members: identifiers, and the time each member joined
+JOINED = "joined_group_at"
+MEMBER_FILTER_FIELDS = {"email": MEMBERSHIP, "phone_number": MEMBERSHIP, JOINED: COMPARISONS}
+_COMPARE: dict[str, Callable[[datetime, datetime], bool]] = {
+    "greater-than": operator.gt, "greater-or-equal": operator.ge,
+    "less-than": operator.lt, "less-or-equal": operator.le}
 
 
 def create_list(ctx: Ctx) -> Reply:
@@ -67,10 +75,32 @@ def _members(ctx: Ctx, lst: ListRec, size: int) -> tuple[list[tuple[str, str]], 
     sort = ctx.query("sort") or "joined_group_at"
     if sort not in ("joined_group_at", "-joined_group_at"):
         raise errors.invalid(f"Cannot sort by {sort!r}.", parameter="sort")
-    if conditions:
-        return paging.offset_page(ctx.request, _filtered(ctx, lst, conditions), size)
-    page, last = lst.page(paging.decode(ctx.request, "s"), size, reverse=sort.startswith("-"))
+    keep = _joined_test([c for c in conditions if c.field == JOINED])
+    identities = [c for c in conditions if c.field != JOINED]
+    if identities:
+        found = [m for m in _filtered(ctx, lst, identities) if keep is None or keep(m[1])]
+        return paging.offset_page(ctx.request, found, size)
+    page, last = lst.page(paging.decode(ctx.request, "s"), size, reverse=sort.startswith("-"),
+                          keep=keep)
     return page, (paging.encode("s", last) if last is not None else None)
+
+
+def _joined_test(conditions: list[Condition]) -> Callable[[str], bool] | None:
+    """A test of a member's ``joined_group_at`` against every comparison; None: no test."""
+    if not conditions:
+        return None
+    bounds = [(_COMPARE[c.op], _moment(c.values[0])) for c in conditions]
+    return lambda joined: all(compare(_moment(joined), bound) for compare, bound in bounds)
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 date or date-time; one without an offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.invalid(f"Invalid filter: {text!r} is not a date-time.",
+                             parameter="filter") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _filtered(ctx: Ctx, lst: ListRec, conditions: list[Any]) -> list[tuple[str, str]]:

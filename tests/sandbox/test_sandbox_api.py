@@ -324,6 +324,43 @@ def test_double_opt_in_stays_pending_until_confirmed(api: SandboxClient) -> None
     assert sorted(api.list_emails(list_id)) == ["d1@example.com", "d2@example.com"]
 
 
+def test_recent_joiners_are_filtered_and_sorted_by_joined_group_at(api: SandboxClient) -> None:
+    """``get_profiles_for_list`` filters ``joined_group_at`` with greater-/less-than(-or-equal)
+    and sorts by it (spec: the operation's ``filter`` and ``sort`` parameters): the way to
+    find who confirmed a double opt-in since a moment, one call per page."""
+    # given a double opt-in list where two people confirmed, then three more
+    list_id = api.create_list("Joiners", opt_in="double_opt_in")
+    emails = [f"j{i}@example.com" for i in range(5)]
+    api.wait_subscribe(api.subscribe(list_id, emails))
+    api.admin("POST", "confirm", {"list_id": list_id, "emails": emails[:2]})
+    first = _walk(api, f"/api/lists/{list_id}/profiles", sort="joined_group_at")
+    mark = max(m["attributes"]["joined_group_at"] for m in first)
+    api.admin("POST", "confirm", {"list_id": list_id, "emails": emails[2:]})
+    path = f"/api/lists/{list_id}/profiles"
+    # when reading the joiners after the mark, two a page
+    later = _walk(api, path, filter=f"greater-than(joined_group_at,{mark})",
+                  sort="joined_group_at", **{"page[size]": 2})
+    # then only the three later ones come, oldest first, over two pages
+    assert [m["attributes"]["email"] for m in later] == emails[2:]
+    joined = [m["attributes"]["joined_group_at"] for m in later]
+    assert joined == sorted(joined) and min(joined) > mark
+    since = _walk(api, path, filter=f"greater-or-equal(joined_group_at,{mark})")
+    assert len(since) == 5  # the first two were confirmed in one step: they joined at the mark
+    before = _walk(api, path, filter=f"less-or-equal(joined_group_at,{mark})")
+    assert len(before) == 2
+    both = _walk(api, path, filter=f"and(greater-than(joined_group_at,2000-01-01T00:00:00Z),"
+                                   f"less-than(joined_group_at,{mark}))")
+    assert both == []
+    combined = _walk(api, path, filter=f'and(equals(email,"{emails[4]}"),'
+                                       f"greater-than(joined_group_at,{mark}))")
+    assert [m["attributes"]["email"] for m in combined] == [emails[4]]
+    # and equality on a time, or a value that is no date, is a 400 naming the filter
+    wrong = api.call("GET", path, filter=f"equals(joined_group_at,{mark})")
+    assert _problem(wrong, 400, "get_profiles_for_list")["source"] == {"parameter": "filter"}
+    garbled = api.call("GET", path, filter="greater-than(joined_group_at,2024-13-45T99:00:00Z)")
+    assert _problem(garbled, 400, "get_profiles_for_list")["source"] == {"parameter": "filter"}
+
+
 def test_historical_import_skips_double_opt_in_but_needs_consented_at(
         api: SandboxClient) -> None:
     list_id = api.create_list("Hist", opt_in="double_opt_in")
