@@ -79,7 +79,7 @@ def main() -> int:
         members = work / "members.jsonl"
         write_members(members, args.lines)
         (work / "jobs.toml").write_text(
-            '[[jobs]]\nid = "bench"\naudiences = ["vip"]\n'
+            '[[jobs]]\nid = "bench"\naudiences = ["vip"]\nnew_list_opt_in = "single"\n'
             'field_map = { first_name = "first_name" }\n'
         )
         redis_proc, port = start_redis(work)

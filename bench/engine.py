@@ -74,6 +74,7 @@ class EngineStack:
         self.jobs_file.write_text(
             f'[[jobs]]\nid = "{self.job}"\naudiences = ["{AUDIENCE}"]\n'
             f'new_list_name = "bench {self.tag}"\n'
+            'new_list_opt_in = "single"\n'  # throughput, not confirmations
             f"force_add = {'true' if self.force_add else 'false'}\n",
             encoding="utf-8",
         )

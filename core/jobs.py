@@ -7,7 +7,7 @@ One ``[[jobs]]`` table per job::
     label = "VIP buyers"
     audiences = ["vip_buyers", "efdcc4da20554be02e90c563f69bc0ec"]
     new_list_name = "VIP (Lytics)"
-    new_list_opt_in = "double"     # or "single"; unset: Klaviyo's account default (double)
+    new_list_opt_in = "double"     # the default (Klaviyo's own), always sent; or "single"
     on_exit = "remove"             # or "keep": add-only, nobody is removed from the list
     field_map = { first_name = "first_name", city = "location.city", ltv = "properties.ltv" }
 
@@ -99,9 +99,9 @@ class ExportJob(BaseModel):
     audiences: tuple[str, ...] = Field(min_length=1)
     list_id: str | None = None
     new_list_name: str | None = Field(default=None, min_length=1, max_length=255)
-    # unset: opt_in_process is not sent and Klaviyo's account default applies (double opt-in
-    # on a real account); the bootstrap reads back what Klaviyo did either way
-    new_list_opt_in: OptIn | None = None
+    # sent as opt_in_process when the product creates the list; "double" (Klaviyo's default)
+    # unless the job says "single"; the bootstrap reads back what Klaviyo did either way
+    new_list_opt_in: OptIn = "double"
     on_exit: OnExit = "remove"
     email_field: str = "email"
     field_map: dict[str, str] = Field(default_factory=dict)
@@ -142,10 +142,9 @@ class ExportJob(BaseModel):
         return self.new_list_name or f"Lytics {day}"
 
     @property
-    def opt_in_process(self) -> str | None:
-        """Klaviyo's ``opt_in_process`` for a list this job creates; None: the account's
-        default (double opt-in on a real account)."""
-        return OPT_IN_PROCESS[self.new_list_opt_in] if self.new_list_opt_in else None
+    def opt_in_process(self) -> str:
+        """Klaviyo's ``opt_in_process`` for a list this job creates (always sent)."""
+        return OPT_IN_PROCESS[self.new_list_opt_in]
 
     @property
     def removes_on_exit(self) -> bool:

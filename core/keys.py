@@ -106,6 +106,16 @@ class JobKeys:
         return f"{self.base}:bootstrap-lock"
 
     @property
+    def confirm_watermark(self) -> str:
+        """String: the newest ``joined_group_at`` the confirmation pass has read (ISO 8601)."""
+        return f"{self.base}:confirm-watermark"
+
+    @property
+    def confirm_due(self) -> str:
+        """String with a TTL: a confirmation pass ran (or is queued) within the interval."""
+        return f"{self.base}:confirm-due"
+
+    @property
     def import_jobs(self) -> str:
         """Zset of the Klaviyo bulk import jobs still being polled."""
         return f"{self.base}:kjobs"

@@ -24,6 +24,8 @@ POLL_IMPORT = "export.poll_import"
 BOOTSTRAP = "export.bootstrap"
 SWEEP = "export.sweep"
 BOOTSTRAP_ALL = "export.bootstrap_all"
+CONFIRM = "export.confirm"  # who of a double opt-in list's awaiting people confirmed
+CONFIRM_ALL = "export.confirm_all"
 
 # a backfill's chord: one chunk task per stored chunk, a segment task as the body
 BACKFILL_CHUNK = "backfill.chunk"
@@ -35,7 +37,7 @@ HEALTH = "ops.health"
 
 TASKS = (
     AUDIENCE_ENTER, AUDIENCE_EXIT, AUDIENCE_CHANGE,
-    FLUSH, POLL_IMPORT, BOOTSTRAP, SWEEP, BOOTSTRAP_ALL,
+    FLUSH, POLL_IMPORT, BOOTSTRAP, SWEEP, BOOTSTRAP_ALL, CONFIRM, CONFIRM_ALL,
     BACKFILL_CHUNK, BACKFILL_SEGMENT,
     HEARTBEAT, HEALTH,
 )

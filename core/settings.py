@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # a subscribe job has not created yet, and how far ahead of our clock an event may be.
     removal_wait_seconds: PositiveFloat = 900.0
     max_event_skew_seconds: float = Field(default=300.0, ge=0)
+    # Double opt-in lists: how often the list's recent joiners are read to find who of the
+    # people awaiting confirmation confirmed (one call per page of 100 joiners, per job).
+    confirm_interval_seconds: PositiveFloat = 60.0
 
     # --- Beat and health (worker/ops/schedule.py, worker/ops/health.py) ----------------------
     heartbeat_interval_seconds: PositiveFloat = 10.0

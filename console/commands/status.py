@@ -18,6 +18,8 @@ from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore, opt_in_words
 
+DOUBLE = "double_opt_in"
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("status", help="show each job's list, state and counters")
@@ -64,7 +66,7 @@ def _line(row: dict[str, Any]) -> str:
         f"list {row['list_id'] or '-'}"
         + (f" ({opt_in_words(row['opt_in_process'])})" if row["list_id"] else ""),
         *(["exits kept on the list (on_exit = keep)"] if row.get("on_exit") == "keep" else []),
-        f"added {row['added']}",
+        *_added(row),
         f"removed {row['removed']}",
         f"omitted {sum(omitted.values())}" + (f" {omitted}" if omitted else ""),
         f"failed {row['failed']}",
@@ -86,6 +88,15 @@ def _line(row: dict[str, Any]) -> str:
     if row.get("last_error"):
         parts.append(f"last error: {row['last_error']}")
     return ", ".join(parts)
+
+
+def _added(row: dict[str, Any]) -> list[str]:
+    """``added`` alone; on a double opt-in list confirmed and awaiting apart (exported people
+    are both: awaiting ones join the list only once they confirm Klaviyo's email)."""
+    waiting = int(row.get("awaiting_confirmation") or 0)
+    if row.get("opt_in_process") != DOUBLE and not waiting:
+        return [f"added {row['added']}"]
+    return [f"added {row['added']} (confirmed)", f"awaiting confirmation {waiting}"]
 
 
 def run(args: argparse.Namespace) -> int:

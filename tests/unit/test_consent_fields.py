@@ -22,12 +22,12 @@ def job(**fields: object) -> ExportJob:
 
 
 class TestNewListOptIn:
-    def test_unset_leaves_it_to_klaviyos_default_which_is_double(self) -> None:
-        """A job that says nothing sends no opt_in_process: Klaviyo's account default applies
-        (double opt-in on a real account), and the bootstrap reads back which it was."""
-        assert (job().new_list_opt_in, job().opt_in_process) == (None, None)
-        assert "opt_in_process" not in create_list_body("VIP", job().opt_in_process)["data"][
-            "attributes"]
+    def test_unset_is_double_and_sent_explicitly(self) -> None:
+        """A job that says nothing asks for double opt-in (Klaviyo's own default) and says so
+        in the request, so the list does not depend on an account setting (issue #15)."""
+        assert (job().new_list_opt_in, job().opt_in_process) == ("double", "double_opt_in")
+        assert create_list_body("VIP", job().opt_in_process)["data"]["attributes"][
+            "opt_in_process"] == "double_opt_in"
 
     @pytest.mark.parametrize("choice", ["double", "single"])
     def test_a_choice_is_sent_as_klaviyos_value(self, choice: str) -> None:

@@ -149,7 +149,8 @@ class TestSnapshot:
         # when
         data = counters.snapshot().as_dict()
         # then
-        assert data == {"added": 2, "removed": 0, "failed": 0, "dead_lettered": 0,
+        assert data == {"added": 2, "removed": 0, "awaiting_confirmation": 0, "failed": 0,
+                        "dead_lettered": 0,
                         "omitted": {"no_email": 2}, "dropped": {"phone_invalid": 1},
                         "drift": {}, "clamped": {}, "last_error": None, "last_error_at": None,
                         "omitted_total": 2}

@@ -20,7 +20,7 @@ from core.jobs import ExportJob
 from core.keys import JobKeys
 from core.settings import load_settings
 from worker import runtime
-from worker.engine import imports
+from worker.engine import confirm, imports
 from worker.engine.bootstrap import bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
@@ -106,10 +106,14 @@ def flush(
     try:
         if state.due_count(int(time.time() * 1000)) > 2 * load_settings().flush_batch_size:
             schedule(job_id, 0.0)  # widen: another flusher can take the next batch
-        outcome = Flusher(flush_context(job, list_id, state, schedule_poll, store=store)).run()
+        ctx = flush_context(job, list_id, state, schedule_poll, store=store)
+        outcome = Flusher(ctx).run()
     finally:
         state.redis.zrem(keys.flushers, token)
     _follow_up(job_id, state, outcome, schedule)
+    # opportunistic: a flush of a double opt-in job is a moment to look for confirmations too
+    outcome.confirm = ctx.awaits_confirmation and confirm.due(
+        state, load_settings().confirm_interval_seconds)
     return outcome
 
 
@@ -124,11 +128,12 @@ def flush_context(
 ) -> FlushContext:
     """What one flush of ``job`` needs: a live flush's or a backfill chunk's (``queue``)."""
     s = load_settings()
+    store = store or JobStateStore(state.redis, state.keys)
     return FlushContext(
         job=job,
         list_id=list_id,
         state=state,
-        jobstate=store or JobStateStore(state.redis, state.keys),
+        jobstate=store,
         client=klaviyo(job),
         deadletters=DeadLetterStore(state.redis, state.keys.prefix, job.id),
         batch_size=ops.BULK_IMPORT.batch_cap if job.force_add else s.flush_batch_size,
@@ -136,6 +141,7 @@ def flush_context(
         settle_seconds=s.subscribe_settle_seconds,
         queue=queue,
         schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
+        awaits_confirmation=confirm.awaits_confirmation(job, store.get()),
     )
 
 
@@ -201,6 +207,30 @@ def _defer(state: DesiredState, kjob_id: str, nxt: NextPoll) -> NextPoll:
 def run_bootstrap(job_id: str) -> str | None:
     job, keys, state = _parts(job_id)
     return bootstrap(job, JobStateStore(state.redis, keys), klaviyo(job))
+
+
+def confirm_wanted(job_id: str) -> bool:
+    """Beat: does this job's list need a confirmation pass now (double opt-in, ready, due)?"""
+    job, keys, state = _parts(job_id)
+    current = JobStateStore(state.redis, keys).get()
+    return (current.can_call and confirm.awaits_confirmation(job, current)
+            and confirm.due(state, load_settings().confirm_interval_seconds))
+
+
+def run_confirm(job_id: str, schedule: Scheduler) -> confirm.ConfirmOutcome | None:
+    """One confirmation pass over the job's recent joiners; None: the job has none to run."""
+    job, keys, state = _parts(job_id)
+    store = JobStateStore(state.redis, keys)
+    current = store.get()
+    if not (current.can_call and current.list_id and confirm.awaits_confirmation(job, current)):
+        return None
+    outcome = confirm.confirm_pass(state, store, klaviyo(job), current.list_id)
+    if outcome.rejoined:  # people who confirmed after leaving: a flush removes them
+        schedule(job_id, 0.0)
+    if outcome.confirmed or outcome.rejoined:
+        log.info("job %s: %d confirmed, %d confirmed after leaving (removed again), %d page(s)",
+                 job_id, outcome.confirmed, outcome.rejoined, outcome.pages)
+    return outcome
 
 
 def sweep(job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]) -> int:

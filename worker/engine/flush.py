@@ -11,6 +11,10 @@ Subscribe jobs are asynchronous and have no status: a removal that finds no prof
 user Klaviyo was (or may have been) told to subscribe checks again later, with growing
 gaps, until the profile appears and is removed, or until ``removal_wait_seconds`` pass and
 the user is reported as drift (``out?``). The settle time is only the first wait.
+
+On a double opt-in list an accepted subscribe leaves the user awaiting confirmation
+(``wait``), not added; :mod:`worker.engine.confirm` finds who confirmed. Force add is
+unchanged: added when the import completes.
 """
 
 from __future__ import annotations
@@ -26,9 +30,16 @@ from core import names
 from core.jobs import ExportJob
 from core.keys import account_ids_key
 from core.settings import load_settings
-from worker.engine import imports
+from worker.engine import confirm, imports
 from worker.engine.isolate import send_isolating
-from worker.engine.plan import applied_in, applied_try, make_plan, profile_attributes
+from worker.engine.plan import (
+    applied_accepted,
+    applied_in,
+    applied_try,
+    applied_wait,
+    make_plan,
+    profile_attributes,
+)
 from worker.klaviyo import lists, profiles, subscriptions
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import (
@@ -72,6 +83,8 @@ class FlushContext:
     )
     queue: str = names.REALTIME
     schedule_poll: Callable[[str], None] = lambda _job_id: None
+    # a double opt-in list (and not force_add): subscribed people await confirmation
+    awaits_confirmation: bool = False
 
 
 @dataclass
@@ -81,6 +94,7 @@ class FlushOutcome:
     stopped: str = ""  # why the job stopped calling Klaviyo
     transient: bool = False  # a 5xx, timeout or dropped connection: back off
     recheck_in: float | None = None  # seconds until a removal waiting for a profile is due
+    confirm: bool = False  # a confirmation pass is due for this job: queue one
     done: set[str] = field(default_factory=set)
 
 
@@ -199,14 +213,17 @@ class Flusher:
                 lambda: subscriptions.subscribe_profiles(self.ctx.client, self.ctx.list_id, people),
             )
 
+        if self.ctx.awaits_confirmation:
+            confirm.start_watermark(self.ctx.state)
         result = send_isolating(chunk, send)
-        self._release([(u.email, applied_in(u)) for u in result.sent], settle=True)
+        accepted = applied_wait if self.ctx.awaits_confirmation else applied_in
+        self._release([(u.email, accepted(u)) for u in result.sent], settle=True)
         self._dead_letter(result.refused, "klaviyo:" + ops.BULK_SUBSCRIBE.name)
 
     # --- attributes and force-add through bulk import ----------------------------------------
     def _refresh(self, users: list[Desired]) -> None:
         self._refresh_attributes(users)
-        self._release([(u.email, applied_in(u)) for u in users])
+        self._release([(u.email, applied_accepted(u)) for u in users])
 
     def _refresh_attributes(self, users: list[Desired]) -> None:
         if users:

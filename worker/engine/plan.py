@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from worker.state.codes import APPLIED_IN, APPLIED_TRY, FORGET, applied_code
+from worker.state.codes import APPLIED_IN, APPLIED_TRY, APPLIED_WAIT, FORGET, applied_code
 from worker.state.desired import Desired
 
 
@@ -31,10 +31,11 @@ def make_plan(users: Sequence[Desired], *, removes_on_exit: bool = True) -> Plan
     (``removes_on_exit`` False, ``on_exit = "keep"``): then nothing is sent and ``applied``
     keeps saying what Klaviyo holds, so the user stays counted in ``added`` and not in
     ``removed``, and a re-enter finds them still a member (only newer fields are sent).
+    A user awaiting confirmation (double opt-in) is never subscribed again: only newer fields.
     """
     plan = Plan()
     for user in users:
-        if user.member and not user.applied_in:
+        if user.member and not user.accepted:
             plan.join.append(user)
         elif user.member and user.fields_ts > user.applied_fields_ts:
             plan.refresh.append(user)
@@ -48,6 +49,16 @@ def make_plan(users: Sequence[Desired], *, removes_on_exit: bool = True) -> Plan
 def applied_in(user: Desired) -> str:
     """The ``applied`` value that records a member with these fields."""
     return applied_code(APPLIED_IN, user.fields_ts)
+
+
+def applied_wait(user: Desired) -> str:
+    """The ``applied`` value of a user subscribed to a double opt-in list, not confirmed."""
+    return applied_code(APPLIED_WAIT, user.fields_ts)
+
+
+def applied_accepted(user: Desired) -> str:
+    """An accepted user with newer fields: still a member, or still awaiting confirmation."""
+    return applied_wait(user) if user.awaiting else applied_in(user)
 
 
 def applied_try(user: Desired) -> str:

@@ -39,6 +39,9 @@ def beat_schedule(settings: Settings, ops: Settings | None = None) -> dict[str, 
     schedule = {
         "safety-flush": _entry(names.SWEEP, settings.sweep_interval_seconds),
         "list-bootstrap": _entry(names.BOOTSTRAP_ALL, settings.bootstrap_interval_seconds),
+        # double opt-in lists: who of the people awaiting confirmation confirmed
+        "confirmations": _entry(names.CONFIRM_ALL, settings.confirm_interval_seconds,
+                                queue=names.MAINTENANCE),
         "health": _entry(HEALTH_TASK, ops.health_period, queue=names.MAINTENANCE),
     }
     for queue in QUEUES:

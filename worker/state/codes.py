@@ -6,10 +6,17 @@ local of the same name; the scripts use those names, never the strings (a test c
 
 What Klaviyo was last told about a user, the ``applied`` hash (docs/architecture.md):
 
-- ``in|<fields_ts>`` (:data:`APPLIED_IN`): subscribed (or force-added) with those fields.
+- ``in|<fields_ts>`` (:data:`APPLIED_IN`): subscribed (or force-added) with those fields, and
+  on the list: counted in ``added``.
+- ``wait|<fields_ts>`` (:data:`APPLIED_WAIT`): a subscribe to a double opt-in list was accepted
+  and the person has not confirmed yet: counted in ``awaiting_confirmation``, not in ``added``,
+  until the list shows them (``worker.engine.confirm``), when it becomes ``in``.
 - ``try|<fields_ts>`` (:data:`APPLIED_TRY`): a subscribe or force-add is being sent, or its
   outcome is unknown (a 5xx, a dropped connection, a crash): Klaviyo *may* have been told.
 - ``out`` (:data:`OUT`): removed from the list.
+- ``outw`` (:data:`OUT_AWAITING`): left before confirming. Klaviyo has no way to cancel the
+  confirmation email already sent; should they confirm later, the list shows them and the
+  confirmation pass has them removed again.
 - ``out0`` (:data:`OUT_NO_PROFILE`): nothing to remove: never told to subscribe, no profile.
 - ``out?`` (:data:`OUT_UNCONFIRMED`): no profile appeared within ``REMOVAL_WAIT_SECONDS``.
 
@@ -25,8 +32,10 @@ from core import keys
 from worker.state import counters
 
 APPLIED_IN = "in"
+APPLIED_WAIT = "wait"
 APPLIED_TRY = "try"
 OUT = "out"  # every removal code starts so
+OUT_AWAITING = "outw"
 OUT_NO_PROFILE = "out0"
 OUT_UNCONFIRMED = "out?"
 RETRY = "retry"
@@ -40,7 +49,8 @@ EVENT_SEP = ":"  # between an event code and its timestamp
 
 ITEM_SEP = "\x1f"  # between the items of a script's one list argument
 
-APPLIED_CODES = (APPLIED_IN, APPLIED_TRY, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED)
+APPLIED_CODES = (APPLIED_IN, APPLIED_WAIT, APPLIED_TRY, OUT, OUT_AWAITING, OUT_NO_PROFILE,
+                 OUT_UNCONFIRMED)
 EVENT_CODES = (ENTER, EXIT, CHANGE)
 
 
@@ -57,8 +67,9 @@ def _lua_string(value: str) -> str:
 def lua_constants() -> dict[str, str]:
     """The Lua locals every script gets: name → value."""
     return {
-        "APPLIED_IN": APPLIED_IN, "APPLIED_TRY": APPLIED_TRY, "OUT": OUT,
-        "OUT_NO_PROFILE": OUT_NO_PROFILE, "OUT_UNCONFIRMED": OUT_UNCONFIRMED,
+        "APPLIED_IN": APPLIED_IN, "APPLIED_WAIT": APPLIED_WAIT, "APPLIED_TRY": APPLIED_TRY,
+        "OUT": OUT, "OUT_AWAITING": OUT_AWAITING, "OUT_NO_PROFILE": OUT_NO_PROFILE,
+        "OUT_UNCONFIRMED": OUT_UNCONFIRMED,
         "RETRY": RETRY, "FORGET": FORGET, "FIELDS_SEP": FIELDS_SEP,
         "ENTER": ENTER, "EXIT": EXIT, "CHANGE": CHANGE, "EVENT_SEP": EVENT_SEP,
         "ITEM_SEP": ITEM_SEP,
@@ -66,6 +77,7 @@ def lua_constants() -> dict[str, str]:
         "K_INFLIGHT": keys.INFLIGHT, "K_SETTLING": keys.SETTLING, "K_APPLIED": keys.APPLIED,
         "K_REMOVAL_WAITS": keys.REMOVAL_WAITS, "K_DRIFT": keys.DRIFT, "K_COUNTERS": keys.COUNTERS,
         "C_ADDED": counters.ADDED, "C_REMOVED": counters.REMOVED,
+        "C_AWAITING": counters.AWAITING,
         "C_REMOVE_UNCONFIRMED": counters.REMOVE_UNCONFIRMED,
     }
 

@@ -10,6 +10,13 @@ through :meth:`JobCounters.count_people`, which keeps a set of person digests pe
 (``{prefix}:job:{job_id}:people:<field>``) and adds one only for a person the set did not hold,
 so a body sent fifty times counts its people once. ``failed`` is the people currently given up
 on (dead-lettered); a replay takes them back out. ``dead_lettered`` counts letters written.
+
+``added``, ``removed`` and ``awaiting_confirmation`` count each person's transitions once, in
+the Lua scripts that record them (``lua/release.lua``, ``lua/confirm.lua``): ``added`` when a
+person is on the list, ``awaiting_confirmation`` while a person subscribed to a double opt-in
+list has not confirmed. So ``added - removed`` is the list's members, and the people exported
+are ``added - removed + awaiting_confirmation``. Someone who leaves before confirming leaves
+``awaiting_confirmation`` and is never counted in ``removed`` (they were never added).
 """
 
 from __future__ import annotations
@@ -27,9 +34,12 @@ from core.redact import redact
 
 ADDED = "added"
 REMOVED = "removed"
+# people subscribed to a double opt-in list who have not confirmed yet (lua/release.lua and
+# lua/confirm.lua move them: to ``added`` when the list shows them, out when they leave first)
+AWAITING = "awaiting_confirmation"
 FAILED = "failed"
 DEAD_LETTERED = "dead_lettered"
-COUNTS = (ADDED, REMOVED, FAILED, DEAD_LETTERED)
+COUNTS = (ADDED, REMOVED, AWAITING, FAILED, DEAD_LETTERED)
 OMITTED_PREFIX = "omitted:"
 DROPPED_PREFIX = "dropped:"
 # people whose removal Klaviyo never confirmed (``drift:remove_unconfirmed``, lua/release.lua)
@@ -67,6 +77,7 @@ class CounterSnapshot:
 
     added: int = 0
     removed: int = 0
+    awaiting_confirmation: int = 0  # subscribed to a double opt-in list, not confirmed yet
     failed: int = 0
     dead_lettered: int = 0
     omitted: dict[str, int] = field(default_factory=dict)

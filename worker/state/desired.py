@@ -15,6 +15,8 @@ Lua scripts (``worker/state/lua/``) keep every change atomic:
 - ``defer``: hand back users whose removal waits for their profile, due at their own time
   (a pending score in the future), remembering when the wait began (``removal-waits``).
 - ``applied``: set users' ``applied`` codes while they stay claimed (``try`` before a send).
+- ``confirm``: users the list shows (recent joiners of a double opt-in list): awaiting ones
+  become members, and one who left before confirming is pending again, to be removed.
 
 What Klaviyo was last told about a user (the ``applied`` hash) and the event codes are
 owned by :mod:`worker.state.codes`, which hands them to the Lua scripts as a header.
@@ -34,7 +36,7 @@ import redis
 
 from core.keys import JobKeys
 from worker.state import codes
-from worker.state.codes import APPLIED_IN, APPLIED_TRY, OUT
+from worker.state.codes import APPLIED_IN, APPLIED_TRY, APPLIED_WAIT, OUT
 
 # The scripts live in worker/state/lua/. Every script takes its items as one \x1f-separated string:
 # one argument instead of thousands keeps redis-py's per-argument encoding off the hot path.
@@ -54,6 +56,7 @@ _RELEASE = _script("split", "release")
 _EXTEND = _script("split", "extend")
 _DEFER = _script("split", "defer")
 _APPLIED = _script("split", "applied")
+_CONFIRM = _script("split", "confirm")
 
 SEP = codes.ITEM_SEP  # between items of a script's single list argument
 
@@ -84,8 +87,19 @@ class Desired(NamedTuple):
 
     @property
     def applied_in(self) -> bool:
-        """Klaviyo accepted a subscribe (or force-add) for this user."""
+        """Klaviyo accepted a subscribe (or force-add) for this user, who is on the list."""
         return bool(self.applied and self.applied.startswith(APPLIED_IN + codes.FIELDS_SEP))
+
+    @property
+    def awaiting(self) -> bool:
+        """Subscribed to a double opt-in list, not confirmed yet (never subscribe them again:
+        Klaviyo would send another confirmation email)."""
+        return bool(self.applied and self.applied.startswith(APPLIED_WAIT + codes.FIELDS_SEP))
+
+    @property
+    def accepted(self) -> bool:
+        """Klaviyo accepted a subscribe (or force-add): on the list, or awaiting confirmation."""
+        return self.applied_in or self.awaiting
 
     @property
     def applied_out(self) -> bool:
@@ -95,12 +109,12 @@ class Desired(NamedTuple):
     @property
     def may_be_present(self) -> bool:
         """Klaviyo was (or may have been) told to subscribe: its profile may yet appear."""
-        return self.applied_in or bool(
+        return self.accepted or bool(
             self.applied and self.applied.startswith(APPLIED_TRY + codes.FIELDS_SEP))
 
     @property
     def applied_fields_ts(self) -> str:
-        if not (self.applied_in and self.applied):
+        if not (self.accepted and self.applied):
             return ""
         return self.applied.partition(codes.FIELDS_SEP)[2]
 
@@ -118,6 +132,7 @@ class DesiredState:
         self._record_claim = client.register_script(_RECORD_CLAIM)
         self._defer = client.register_script(_DEFER)
         self._applied = client.register_script(_APPLIED)
+        self._confirm = client.register_script(_CONFIRM)
 
     def record(self, marks: Sequence[Mark], now_ms: int) -> int:
         """Apply ``marks`` atomically; return how many users became pending."""
@@ -165,7 +180,8 @@ class DesiredState:
     def release(
         self, outcomes: Sequence[tuple[str, str]], now_ms: int, settle_until_ms: int = 0
     ) -> None:
-        """Record each user's outcome: ``in|<ts>``, ``out``, ``out0``, ``out?``, RETRY or FORGET."""
+        """Record each user's outcome: ``in|<ts>``, ``wait|<ts>``, ``out``, ``out0``, ``out?``,
+        RETRY or FORGET (``out`` of a ``wait`` user is recorded ``outw``)."""
         if outcomes:
             items = SEP.join(f"{email}{SEP}{value}" for email, value in outcomes)
             self._release(args=[self.keys.base, now_ms, settle_until_ms, items])
@@ -175,6 +191,15 @@ class DesiredState:
         if values:
             items = SEP.join(f"{email}{SEP}{value or ''}" for email, value in values)
             self._applied(args=[self.keys.base, items])
+
+    def confirm(self, emails: Sequence[str], now_ms: int) -> tuple[int, int, int]:
+        """Users the list shows: (awaiting ones confirmed, ``try`` ones found on it, ones who
+        left before confirming and are pending again to be removed)."""
+        if not emails:
+            return 0, 0, 0
+        confirmed, recovered, rejoined = self._confirm(
+            args=[self.keys.base, now_ms, SEP.join(emails)])
+        return int(confirmed), int(recovered), int(rejoined)
 
     def defer(self, waits: Sequence[tuple[str, int, int]]) -> None:
         """Release (email, due_ms, waiting_since_ms) users to pending, each due at its time."""

@@ -171,7 +171,10 @@ def change(job_id: str, events: list[dict[str, Any]]) -> int:
 @app.task(name=names.FLUSH, base=EngineTask, queue=names.REALTIME)
 def flush(job_id: str) -> int:
     """Apply the current desired state of one batch of pending users."""
-    return engine.flush(job_id, schedule_flush, schedule_poll).claimed
+    outcome = engine.flush(job_id, schedule_flush, schedule_poll)
+    if outcome.confirm:
+        confirm.delay(job_id)
+    return outcome.claimed
 
 
 @app.task(name=names.POLL_IMPORT, base=EngineTask, queue=names.REALTIME)
@@ -201,6 +204,22 @@ def sweep() -> int:
     for job in runtime.jobs().jobs:
         swept += engine.sweep(job.id, schedule_flush, schedule_poll)
     return swept
+
+
+@app.task(name=names.CONFIRM, base=EngineTask, queue=names.MAINTENANCE)
+def confirm(job_id: str) -> int:
+    """Read a double opt-in list's recent joiners: who of the people awaiting confirmed."""
+    outcome = engine.run_confirm(job_id, schedule_flush)
+    return outcome.confirmed if outcome else 0
+
+
+@app.task(name=names.CONFIRM_ALL, base=EngineTask, queue=names.MAINTENANCE)
+def confirm_all() -> int:
+    """Beat: a confirmation pass for every double opt-in job that is due one."""
+    wanted = [job.id for job in runtime.jobs().jobs if engine.confirm_wanted(job.id)]
+    for job_id in wanted:
+        confirm.delay(job_id)
+    return len(wanted)
 
 
 @app.task(name=names.BOOTSTRAP_ALL, base=EngineTask, queue=names.MAINTENANCE)

@@ -1,0 +1,138 @@
+"""Who confirmed: on a double opt-in list, subscribed people join only once they confirm.
+
+Until then they are *awaiting confirmation* (``applied`` ``wait``, counted in
+``awaiting_confirmation``, not in ``added``). Klaviyo tells nobody when someone confirms, so a
+pass reads the list's recent joiners: ``GET /api/lists/{id}/profiles`` filtered on
+``joined_group_at`` at or after the job's watermark less :data:`OVERLAP_SECONDS`, oldest join
+first, 100 a page, one call per page through the job's limited client, never one look-up per
+person. Each page:
+
+- the awaiting people on it become members (``in``: out of ``awaiting_confirmation``, into
+  ``added``); a ``try`` user (a subscribe whose answer was lost) found on it is added too;
+- someone who left the audience before confirming (``outw``) and confirmed anyway is added and
+  made pending again, so a flush removes them (Klaviyo cannot cancel a confirmation email);
+- its members' profile ids are cached for later removals;
+- the watermark moves to the page's newest ``joined_group_at``, so a pass cut short (our
+  throttle, a 429, a 5xx) starts again where it stopped.
+
+The watermark is first set just before the job's first subscribe to the list (nobody can
+confirm earlier; without one there is no pass); the overlap covers reads that lag behind
+writes and joins that share a second. Re-reading a joiner changes nothing. A pass runs from
+beat every ``CONFIRM_INTERVAL_SECONDS`` and after a flush of the job, at most once per interval
+(:func:`due`). Only jobs whose list is double opt-in and that subscribe (not ``force_add``)
+have passes; single opt-in lists and force add are added at once, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from core.jobs import ExportJob
+from core.keys import account_ids_key
+from worker.klaviyo import lists
+from worker.klaviyo.client import KlaviyoClient
+from worker.klaviyo.errors import AuthError, KlaviyoError, KlaviyoRetriableError, NotFound
+from worker.limits.gate import Throttled
+from worker.state.counters import JobCounters
+from worker.state.desired import DesiredState
+from worker.state.jobstate import JobState, JobStateStore
+
+DOUBLE_OPT_IN = "double_opt_in"
+OVERLAP_SECONDS = 300.0
+DUE_SHARE = 0.8  # a pass may start again after this share of the interval (beat's jitter)
+log = logging.getLogger(__name__)
+
+
+def awaits_confirmation(job: ExportJob, state: JobState) -> bool:
+    """True when the job's subscribed people await confirmation: a double opt-in list (as
+    Klaviyo reports it) and a job that subscribes (force add changes no consent)."""
+    return not job.force_add and state.opt_in_process == DOUBLE_OPT_IN
+
+
+def start_watermark(state: DesiredState, now: float | None = None) -> None:
+    """Before the job's first subscribe: nobody can confirm earlier than now (kept if set)."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
+    state.redis.set(state.keys.confirm_watermark, moment.isoformat(), nx=True)
+
+
+def watermark(state: DesiredState) -> datetime | None:
+    """The newest ``joined_group_at`` read so far (or the first subscribe); None: never set."""
+    raw = state.redis.get(state.keys.confirm_watermark)
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return lists.parse_time(text) if text else None
+
+
+def due(state: DesiredState, interval_seconds: float) -> bool:
+    """Claim this interval's pass for the job: True at most once per ``DUE_SHARE`` interval."""
+    ttl_ms = max(1, int(interval_seconds * DUE_SHARE * 1000))
+    return bool(state.redis.set(state.keys.confirm_due, 1, nx=True, px=ttl_ms))
+
+
+@dataclass
+class ConfirmOutcome:
+    """What one pass read and changed."""
+
+    pages: int = 0
+    joiners: int = 0  # members read (repeats across the overlap included)
+    confirmed: int = 0  # awaiting people who confirmed
+    recovered: int = 0  # ``try`` users found on the list
+    rejoined: int = 0  # left before confirming, confirmed anyway: pending again, to be removed
+    stopped: str = ""  # why the pass ended before the last page
+
+
+def confirm_pass(
+    state: DesiredState, store: JobStateStore, client: KlaviyoClient, list_id: str
+) -> ConfirmOutcome:
+    """Read the list's joiners since the watermark, page by page, and record who confirmed."""
+    outcome = ConfirmOutcome()
+    mark = watermark(state)
+    if mark is None:  # nobody was subscribed to the list yet: nobody to confirm
+        return outcome
+    since = mark - timedelta(seconds=OVERLAP_SECONDS)
+    try:
+        for page in lists.list_members_since(client, list_id, since):
+            outcome.pages += 1
+            _page(state, client.account, page, outcome)
+    except Throttled as exc:
+        outcome.stopped = f"throttled for {exc.wait:.1f}s"
+    except KlaviyoRetriableError as exc:
+        outcome.stopped = f"{type(exc).__name__}: {exc}"
+    except NotFound as exc:  # the list is gone: the next bootstrap fails the job, saying so
+        outcome.stopped = f"list not found: {exc}"
+    except AuthError as exc:
+        store.auth_failed(f"Klaviyo refused the key ({exc.status}): {exc}")
+        outcome.stopped = str(exc)
+    except KlaviyoError as exc:
+        outcome.stopped = f"{type(exc).__name__}: {exc}"
+        JobCounters(state.redis, state.keys.prefix, state.keys.job_id).set_last_error(
+            f"confirmations: {outcome.stopped}")
+    if outcome.stopped:
+        log.warning("job %s: confirmation pass stopped after %d page(s): %s",
+                    state.keys.job_id, outcome.pages, outcome.stopped)
+    return outcome
+
+
+def _page(
+    state: DesiredState, account: str, page: list[lists.ListMember], outcome: ConfirmOutcome
+) -> None:
+    outcome.joiners += len(page)
+    emails = {m.email.strip().lower(): m.id for m in page if m.email}
+    if emails:
+        state.redis.hset(account_ids_key(state.keys.prefix, account), mapping=emails)  # type: ignore[arg-type]  # redis-py Mapping is invariant
+        confirmed, recovered, rejoined = state.confirm(list(emails), int(time.time() * 1000))
+        outcome.confirmed += confirmed
+        outcome.recovered += recovered
+        outcome.rejoined += rejoined
+    newest = max((m.joined_group_at for m in page if m.joined_group_at), default=None)
+    if newest is not None:
+        _advance(state, newest)
+
+
+def _advance(state: DesiredState, newest: datetime) -> None:
+    """Move the watermark forward (never back: two passes may overlap)."""
+    current = watermark(state)
+    if current is None or newest > current:
+        state.redis.set(state.keys.confirm_watermark, newest.isoformat())
