@@ -29,10 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def job_status(
-    client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove"
+    client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove",
+    force_add: bool = False,
 ) -> dict[str, Any]:
-    """Everything ``status`` shows for one job, as plain data (``on_exit`` from the jobs
-    file)."""
+    """Everything ``status`` shows for one job, as plain data (``on_exit`` and ``force_add``
+    from the jobs file)."""
     keys = JobKeys(prefix, job_id)
     state = JobStateStore(client, keys).get()
     counters = JobCounters(client, prefix, job_id).snapshot()
@@ -44,6 +45,7 @@ def job_status(
         "opt_in_process": state.opt_in_process,
         "opt_in_note": state.opt_in_note,
         "on_exit": on_exit,
+        "force_add": force_add,
         "reason": state.reason,
         "pending": desired.pending_count(),
         "inflight": desired.inflight_count(),
@@ -94,7 +96,8 @@ def _added(row: dict[str, Any]) -> list[str]:
     """``added`` alone; on a double opt-in list confirmed and awaiting apart (exported people
     are both: awaiting ones join the list only once they confirm Klaviyo's email)."""
     waiting = int(row.get("awaiting_confirmation") or 0)
-    if row.get("opt_in_process") != DOUBLE and not waiting:
+    confirming = row.get("opt_in_process") == DOUBLE and not row.get("force_add")
+    if not confirming and not waiting:
         return [f"added {row['added']}"]
     return [f"added {row['added']} (confirmed)", f"awaiting confirmation {waiting}"]
 
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
     try:
         rows = [
-            job_status(client, settings.key_prefix, j.id, j.on_exit)
+            job_status(client, settings.key_prefix, j.id, j.on_exit, j.force_add)
             for j in jobs.jobs
             if not args.job or j.id == args.job
         ]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from console.commands.status import job_status
 from core.events import Action
 from sandbox.server import SandboxServer
 from sandbox.testing import SandboxClient
@@ -85,7 +86,7 @@ class TestOptIn:
 
     def test_by_default_the_list_is_double_opt_in_and_people_wait_to_confirm(
             self, dstack: Stack) -> None:
-        dstack.write_jobs(VIP)
+        dstack.write_jobs({**VIP, "new_list_opt_in": None})
         out = cli(dstack, "start", "vip").stdout
         list_id = dstack.job_state("vip")["list_id"]
         assert f"vip: list {list_id} ready (double opt-in)" in out
@@ -143,3 +144,94 @@ class TestExitPolicy:
         stack.send("vip", [event("ann@example.com", "vip", E, T0 + 2)])
         stack.wait_for_members("vip", {"ann@example.com", "bob@example.com"})
         stack.assert_reconciled("vip", entered=None, members=2)
+
+
+def emails_on(stack: Stack, list_id: str) -> tuple[set[str], set[str]]:
+    """(members, people awaiting confirmation) of a sandbox list."""
+    found = stack.admin("GET", f"lists/{list_id}/emails")
+    return set(found["emails"]), set(found["pending"])
+
+
+def wait_status(stack: Stack, **expected: int) -> dict[str, Any]:
+    """What ``status --json`` shows, once its counters say ``expected``."""
+    client = redis.Redis.from_url(stack.redis_url)
+    last: dict[str, Any] = {}
+
+    def matches() -> bool:
+        last.update(job_status(client, stack.prefix, "vip"))
+        return all(last.get(k) == v for k, v in expected.items())
+
+    wait_until(matches, timeout=60, interval=0.2, message=f"status to show {expected}: {last}")
+    assert all(status_json(stack)[k] == v for k, v in expected.items())  # the command agrees
+    return last
+
+
+class TestAwaitingConfirmation:
+    def test_people_await_confirmation_until_the_list_shows_them(self, stack: Stack) -> None:
+        """Issue #15: a job that does not choose gets a double opt-in list even on an account
+        whose default is single (the default is sent); entering people are awaiting, not
+        added; once some confirm, beat's pass over the list's recent joiners counts them added
+        and the rest still awaiting; exported = added + awaiting; leaving before confirming
+        is no removal, and confirming after leaving is undone."""
+        # given a job without new_list_opt_in, on an account that defaults to single opt-in
+        stack.write_jobs({**VIP, "new_list_opt_in": None})
+        stack.start_worker()
+        stack.start_beat()
+        people = [f"p{i}@example.com" for i in range(6)]
+        # when six people enter
+        stack.send("vip", [event(e, "vip", E, T0) for e in people])
+        list_id = stack.wait_for_list("vip")
+        # then the list is double opt-in and all six await confirmation, nobody is added
+        assert opt_in_of(stack, list_id) == "double_opt_in"
+        wait_until(lambda: emails_on(stack, list_id) == (set(), set(people)), timeout=30,
+                   message="six people pending in Klaviyo")
+        row = wait_status(stack, awaiting_confirmation=6, added=0, pending=0)
+        assert "added 0 (confirmed), awaiting confirmation 6" in cli(stack, "status").stdout
+        stack.assert_reconciled("vip", entered=6, members=0, awaiting=6)
+        # when four of them click the confirmation email
+        stack.admin("POST", "confirm", json={"list_id": list_id, "emails": people[:4]})
+        # then the next pass counts them added; the other two still await
+        row = wait_status(stack, added=4, awaiting_confirmation=2)
+        assert emails_on(stack, list_id) == (set(people[:4]), set(people[4:]))
+        assert "added 4 (confirmed), awaiting confirmation 2" in cli(stack, "status").stdout
+        stack.assert_reconciled("vip", entered=6, members=4, awaiting=2)
+        # when a confirmed person and an awaiting one leave the audience
+        stack.send("vip", [event(people[0], "vip", X, T0 + 1), event(people[4], "vip", X, T0 + 1)])
+        # then the member is removed and the awaiting one leaves awaiting, not counted removed
+        row = wait_status(stack, added=4, removed=1, awaiting_confirmation=1)
+        wait_until(lambda: emails_on(stack, list_id)[0] == set(people[1:4]), timeout=30,
+                   message="the member who left to be removed")
+        stack.assert_reconciled("vip", entered=None, members=3, awaiting=1)
+        # when the one who left confirms anyway (the email cannot be recalled: they join)
+        api = SandboxClient(stack.sandbox_url, API_KEY)
+        pid = api.call("GET", "/api/profiles",
+                       filter=f'equals(email,"{people[4]}")').json()["data"][0]["id"]
+        api.call("POST", f"/api/lists/{list_id}/relationships/profiles",
+                 {"data": [{"type": "profile", "id": pid}]})
+        # then the pass sees them join and a flush removes them again; counters still agree
+        row = wait_status(stack, added=5, removed=2, awaiting_confirmation=1)
+        assert emails_on(stack, list_id)[0] == set(people[1:4])
+        stack.assert_reconciled("vip", entered=None, members=3, awaiting=1)
+        assert row["opt_in_process"] == "double_opt_in"
+
+    def test_a_single_opt_in_list_adds_people_at_once(self, stack: Stack) -> None:
+        """Unchanged for single opt-in: added when the subscribe is accepted, nobody awaits."""
+        stack.write_jobs({**VIP, "new_list_opt_in": "single"})
+        stack.start_worker()
+        stack.send("vip", [event(f"s{i}@example.com", "vip", E, T0) for i in range(3)])
+        stack.wait_for_members("vip", {f"s{i}@example.com" for i in range(3)})
+        wait_status(stack, added=3, awaiting_confirmation=0)
+        stack.assert_reconciled("vip", entered=3, members=3, awaiting=0)
+        assert "awaiting confirmation" not in cli(stack, "status").stdout
+
+    def test_a_force_add_job_on_a_double_opt_in_list_adds_people_at_once(
+            self, stack: Stack) -> None:
+        """Force add changes no consent and sends no confirmation: members at once."""
+        stack.write_jobs({**VIP, "new_list_opt_in": "double", "force_add": True})
+        stack.start_worker()
+        stack.send("vip", [event(f"f{i}@example.com", "vip", E, T0) for i in range(3)])
+        list_id = stack.wait_for_members("vip", {f"f{i}@example.com" for i in range(3)})
+        assert opt_in_of(stack, list_id) == "double_opt_in"
+        wait_status(stack, added=3, awaiting_confirmation=0)
+        stack.assert_reconciled("vip", entered=3, members=3, awaiting=0)
+        assert "awaiting confirmation" not in cli(stack, "status").stdout
