@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
+from core.jobs import parse_jobs
 from core.keys import JobKeys
 from sandbox.server import SandboxServer, running_sandbox
 from sandbox.testing import SandboxClient
 from tests.conftest import free_port
+from tests.harness import jobs_toml
 from worker.engine import confirm
 from worker.engine.plan import applied_accepted, make_plan
 from worker.klaviyo.client import KlaviyoClient
@@ -23,7 +25,7 @@ from worker.klaviyo.lists import list_members_since
 from worker.state.codes import APPLIED_IN, APPLIED_WAIT, OUT, OUT_AWAITING, RETRY
 from worker.state.counters import JobCounters
 from worker.state.desired import Desired, DesiredState, Mark
-from worker.state.jobstate import JobStateStore
+from worker.state.jobstate import JobState, JobStateStore, Status
 
 TS = "00000000000000000001"
 WAIT, IN = f"{APPLIED_WAIT}|{TS}", f"{APPLIED_IN}|{TS}"
@@ -243,6 +245,21 @@ class TestConfirmPass:
         outcome = confirm.confirm_pass(state, JobStateStore(redis_client, state.keys),
                                        client, list_id)
         assert outcome.pages == 0 and list_calls(server, api) == before
+
+    def test_passes_run_for_double_opt_in_lists_and_while_anyone_still_awaits(
+            self, state: DesiredState) -> None:
+        """Single opt-in and force add need none, unless people subscribed earlier to what
+        was then a double opt-in list still await confirmation."""
+        double = JobState(Status.READY, "L1", "", 0.0, opt_in_process="double_opt_in")
+        single = JobState(Status.READY, "L1", "", 0.0, opt_in_process="single_opt_in")
+        vip = parse_jobs(jobs_toml([{"id": "vip", "audiences": ["vip"]}])).get("vip")
+        forced = parse_jobs(jobs_toml([{"id": "vip", "audiences": ["vip"],
+                                        "force_add": True}])).get("vip")
+        assert confirm.needs_pass(vip, double, state)
+        assert not confirm.needs_pass(vip, single, state)
+        assert not confirm.needs_pass(forced, double, state)
+        state.release([("a@x.io", WAIT)], 0)
+        assert confirm.needs_pass(vip, single, state)
 
     def test_a_pass_is_due_once_per_interval(self, state: DesiredState) -> None:
         assert confirm.due(state, 60) is True

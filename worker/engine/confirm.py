@@ -20,7 +20,8 @@ confirm earlier; without one there is no pass); the overlap covers reads that la
 writes and joins that share a second. Re-reading a joiner changes nothing. A pass runs from
 beat every ``CONFIRM_INTERVAL_SECONDS`` and after a flush of the job, at most once per interval
 (:func:`due`). Only jobs whose list is double opt-in and that subscribe (not ``force_add``)
-have passes; single opt-in lists and force add are added at once, as before.
+have passes (or that still count people awaiting); single opt-in lists and force add are
+added at once, as before.
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ def awaits_confirmation(job: ExportJob, state: JobState) -> bool:
     """True when the job's subscribed people await confirmation: a double opt-in list (as
     Klaviyo reports it) and a job that subscribes (force add changes no consent)."""
     return not job.force_add and state.opt_in_process == DOUBLE_OPT_IN
+
+
+def needs_pass(job: ExportJob, jobstate: JobState, state: DesiredState) -> bool:
+    """A pass is worth running: the job's people await confirmation, or some still do (the
+    list was switched to single opt-in, or the job to force add, after they subscribed)."""
+    if awaits_confirmation(job, jobstate):
+        return True
+    counters = JobCounters(state.redis, state.keys.prefix, state.keys.job_id)
+    return counters.snapshot().awaiting_confirmation > 0
 
 
 def start_watermark(state: DesiredState, now: float | None = None) -> None:

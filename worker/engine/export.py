@@ -213,7 +213,7 @@ def confirm_wanted(job_id: str) -> bool:
     """Beat: does this job's list need a confirmation pass now (double opt-in, ready, due)?"""
     job, keys, state = _parts(job_id)
     current = JobStateStore(state.redis, keys).get()
-    return (current.can_call and confirm.awaits_confirmation(job, current)
+    return (current.can_call and confirm.needs_pass(job, current, state)
             and confirm.due(state, load_settings().confirm_interval_seconds))
 
 
@@ -222,7 +222,7 @@ def run_confirm(job_id: str, schedule: Scheduler) -> confirm.ConfirmOutcome | No
     job, keys, state = _parts(job_id)
     store = JobStateStore(state.redis, keys)
     current = store.get()
-    if not (current.can_call and current.list_id and confirm.awaits_confirmation(job, current)):
+    if not (current.can_call and current.list_id and confirm.needs_pass(job, current, state)):
         return None
     outcome = confirm.confirm_pass(state, store, klaviyo(job), current.list_id)
     if outcome.rejoined:  # people who confirmed after leaving: a flush removes them
