@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +22,7 @@ from worker.klaviyo.lists import (
     get_list,
     iter_list_profile_ids,
     iter_list_profiles,
+    list_members_since,
     remove_profiles_from_list,
 )
 
@@ -192,3 +194,37 @@ class TestMembers:
 
         assert list(iter_list_profiles(client, "L1")) == [("P1", "ann@example.com"), ("P2", None)]
         assert query(rsps.calls[0])["fields[profile]"] == ["email"]
+
+    def test_members_since_a_moment_page_by_page_oldest_join_first(
+        self, client: KlaviyoClient, rsps: responses.RequestsMock
+    ) -> None:
+        """Recent joiners: ``joined_group_at`` filtered (greater-or-equal, whole seconds, Z)
+        and sorted as the spec allows, one call per page, each page handed over as it comes."""
+        url = f"{BASE}/api/lists/L1/profiles"
+
+        def member(pid: str, joined: str) -> dict[str, Any]:
+            return {"type": "profile", "id": pid, "links": {"self": f"{BASE}/api/profiles/{pid}"},
+                    "attributes": {"email": f"{pid.lower()}@example.com",
+                                   "joined_group_at": joined}}
+
+        first = {"data": [member("P1", "2026-12-01T10:00:01.250000+00:00")],
+                 "links": {"self": url, "next": f"{url}?page%5Bcursor%5D=c2"}}
+        second = {"data": [member("P2", "2026-12-01T10:00:02+00:00")], "links": {"self": url}}
+        validate_response(ops.GET_LIST_PROFILES, 200, first)
+        rsps.get(url, json=first)
+        rsps.get(url, json=second)
+        since = datetime(2026, 12, 1, 10, 0, 0, 900_000, tzinfo=UTC)
+
+        pages = list_members_since(client, "L1", since)
+        page_one = next(pages)
+        assert len(rsps.calls) == 1  # the second page is not read before it is wanted
+        assert [m.id for m in page_one] == ["P1"]
+        assert page_one[0].joined_group_at == datetime(2026, 12, 1, 10, 0, 1, 250_000,
+                                                       tzinfo=UTC)
+        assert [m.email for page in pages for m in page] == ["p2@example.com"]
+        sent_query = query(rsps.calls[0])
+        assert sent_query["filter"] == ["greater-or-equal(joined_group_at,2026-12-01T10:00:00Z)"]
+        assert sent_query["sort"] == ["joined_group_at"]
+        assert sent_query["fields[profile]"] == ["email,joined_group_at"]
+        assert sent_query["page[size]"] == ["100"]
+        assert query(rsps.calls[1])["page[cursor]"] == ["c2"]
