@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import redis
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelConnectionPoolProxy
 
 from core.keys import replication_fence_key
 
@@ -123,17 +123,39 @@ def _plain(text: str) -> RedisTarget:
     return RedisTarget(text, db=int(path) if parts.scheme != "unix" and path else 0)
 
 
+class _CountingProxy(SentinelConnectionPoolProxy):
+    """What a sentinel-managed connection asks for the master's address: counts its changes."""
+
+    changes = 0
+    last: tuple[str, int] | None = None  # unlike master_address, never reset
+
+    def get_master_address(self) -> Any:
+        address = super().get_master_address()  # type: ignore[no-untyped-call]
+        if self.last is not None and tuple(address) != self.last:
+            self.changes += 1
+        self.last = (str(address[0]), int(address[1]))
+        return address
+
+
 class FollowingPool(SentinelConnectionPool):
     """A master pool that counts the changes of master it has seen (failovers)."""
 
-    changes = 0
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
+        self.counting = _CountingProxy(  # type: ignore[no-untyped-call]
+            connection_pool=self, is_master=self.is_master,
+            check_connection=self.check_connection, service_name=service_name,
+            sentinel_manager=sentinel_manager)
+        self.proxy = self.counting
+        self.connection_kwargs["connection_pool"] = self.counting
 
-    def get_master_address(self) -> Any:
-        before = self.proxy.master_address
-        address = super().get_master_address()  # type: ignore[no-untyped-call]
-        if before is not None and address != before:
-            self.changes += 1
-        return address
+    @property
+    def changes(self) -> int:
+        return self.counting.changes
+
+    @property
+    def last_master(self) -> tuple[str, int] | None:
+        return self.counting.last
 
 
 def master_generation(client: redis.Redis) -> int:
@@ -145,10 +167,7 @@ def master_generation(client: redis.Redis) -> int:
 def master_address(client: redis.Redis) -> tuple[str, int] | None:
     """The master this client's pool last connected to (None for a plain client)."""
     pool = client.connection_pool
-    if isinstance(pool, FollowingPool):
-        address = pool.proxy.master_address
-        return (str(address[0]), int(address[1])) if address else None
-    return None
+    return pool.last_master if isinstance(pool, FollowingPool) else None
 
 
 def _credentials(settings: Settings, target: RedisTarget) -> dict[str, str]:
