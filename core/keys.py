@@ -246,3 +246,8 @@ def replication_fence_key(prefix: str) -> str:
 def rate_limit_fence_key(prefix: str) -> str:
     """After a change of Redis master: the limiter grants nothing until this key expires."""
     return f"{prefix}:rl:failover"
+
+
+def rate_limit_epoch_key(prefix: str) -> str:
+    """The ``run_id`` of the Redis master the limiter's windows were counted on."""
+    return f"{prefix}:rl:epoch"

@@ -89,9 +89,11 @@ def limiter() -> RateLimiter:
 
 
 @lru_cache(maxsize=1)
-def fence() -> Fence:
-    """The limiter's failover fence (worker/limits/failover.py)."""
+def fence() -> Fence | None:
+    """The limiter's failover fence (worker/limits/failover.py): with Sentinel only."""
     s = load_settings()
+    if not s.redis_target.is_sentinel:
+        return None
     return Fence(redis_client(), prefix=s.key_prefix, speed=s.rate_limit_speed)
 
 

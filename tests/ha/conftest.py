@@ -16,7 +16,6 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_SERVER, RedisServer, free_port, wait_until
-from tests.engine.conftest import configure  # noqa: F401 - fixture reused as is
 
 MASTER = "mymaster"
 DOWN_AFTER_MS = 1000

@@ -13,6 +13,7 @@ from core import redisconn
 from core.settings import Settings
 from tests.conftest import wait_until
 from tests.ha.conftest import SentinelCluster
+from worker.limits.failover import Fence
 
 
 def _retrying(call: object, timeout: float = 20) -> object:
@@ -64,3 +65,26 @@ def test_wait_counts_only_the_writes_of_its_own_connection(cluster: SentinelClus
     finally:
         os.kill(cluster.replica.proc.pid, signal.SIGCONT)
     assert redisconn.confirm_replicated(checker, settings) == 1
+
+
+def test_after_a_failover_the_limiter_waits_out_the_window_in_every_process(
+        cluster: SentinelCluster) -> None:
+    """The promoted replica may lack the last calls counted: no grant until the current
+    steady window (60 s / speed) is over, in a process that saw the change and in one started
+    after it (a pool process Celery replaced)."""
+    speed = 20.0  # a 3 s steady window
+    settings = Settings(redis_url=cluster.url, key_prefix="ha")
+    old_client = redisconn.client(settings, socket_timeout=2)
+    survivor = Fence(old_client, prefix="ha", speed=speed)
+    assert survivor.wait() == 0.0  # the windows' master is recorded
+
+    old = cluster.primary.port
+    os.kill(cluster.primary.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    cluster.wait_for_new_master(old)
+    _retrying(old_client.ping)
+
+    newcomer = Fence(redisconn.client(settings, socket_timeout=2), prefix="ha", speed=speed)
+    waits = [survivor.wait(), newcomer.wait()]
+    assert all(0 < w <= 60 / speed + 0.2 for w in waits), waits
+    wait_until(lambda: survivor.wait() == 0.0 and newcomer.wait() == 0.0,
+               timeout=60 / speed + 2, message="the fence to end with the window")
