@@ -246,3 +246,18 @@ def broker_queue_keys(prefix: str, queue: str) -> list[str]:
 def redbeat_prefix(prefix: str) -> str:
     """RedBeat's ``redbeat_key_prefix``: the beat schedule and the single-beat lock."""
     return f"{prefix}:redbeat:"
+
+
+def replication_fence_key(prefix: str) -> str:
+    """A write of the checking connection's own before ``WAIT`` (``core.redisconn``)."""
+    return f"{prefix}:fence:replication"
+
+
+def rate_limit_fence_key(prefix: str) -> str:
+    """After a change of Redis master: the limiter grants nothing until this key expires."""
+    return f"{prefix}:rl:failover"
+
+
+def rate_limit_epoch_key(prefix: str) -> str:
+    """The ``run_id`` of the Redis master the limiter's windows were counted on."""
+    return f"{prefix}:rl:epoch"

@@ -12,8 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, RedisDsn, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from core.redisconn import DEFAULT_MASTER, RedisTarget, RedisUrlError, parse_redis_url
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 MIN_HEALTH_SECONDS = 60.0  # GET_ACCOUNTS allows 15 calls a minute per key: one a minute is ours
@@ -28,7 +30,16 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
-    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    # Redis: one server (redis://, rediss://, unix://) or Sentinel (sentinel://h:p;sentinel://h:p,
+    # the master named REDIS_SENTINEL_MASTER); see core/redisconn.py.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinel_master: str = Field(default=DEFAULT_MASTER, pattern=r"^[A-Za-z0-9_.-]+$")
+    redis_username: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.@-]+$")
+    redis_password: SecretStr | None = None  # the data nodes' (overrides the URL's)
+    redis_sentinel_password: SecretStr | None = None  # the sentinels' own requirepass
+    # replicas that must hold events before a 202 (None: 1 with Sentinel, 0 with one Redis)
+    redis_wait_replicas: int | None = Field(default=None, ge=0, le=16)
+    redis_wait_timeout_ms: int = Field(default=1000, ge=10, le=30_000)
     klaviyo_api_key: SecretStr | None = None
     klaviyo_base_url: AnyHttpUrl = AnyHttpUrl("https://a.klaviyo.com")
     klaviyo_revision: str = Field(default="2026-07-15", pattern=r"^\d{4}-\d{2}-\d{2}(\.pre)?$")
@@ -70,6 +81,20 @@ class Settings(BaseSettings):
     beat_max_loop_interval_seconds: PositiveFloat = 5.0
     queue_depth_threshold: int = Field(default=10_000, ge=0)
     dead_letter_threshold: int = Field(default=0, ge=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_usable(cls, value: str) -> str:
+        try:
+            parse_redis_url(value)
+        except RedisUrlError as exc:
+            raise ValueError(f"not a usable Redis URL: {exc}") from None
+        return value.strip()
+
+    @property
+    def redis_target(self) -> RedisTarget:
+        """``REDIS_URL`` parsed: one server, or the sentinels and the database."""
+        return parse_redis_url(self.redis_url)
 
     @field_validator("klaviyo_api_key")
     @classmethod

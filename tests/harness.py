@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
 
+from core import redisconn
 from core.dispatch import send_events
 from core.events import Action, AudienceEvent
 from core.settings import Settings
@@ -176,11 +176,11 @@ class Stack:
         return {e.lower() for e in self.admin("GET", f"lists/{list_id}/emails")["emails"]}
 
     def job_state(self, job_id: str) -> dict[str, str]:
-        r = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        r = redisconn.url_client(self.redis_url, decode_responses=True)
         return r.hgetall(f"{self.prefix}:job:{job_id}:state")
 
     def counters(self, job_id: str) -> dict[str, str]:
-        r = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        r = redisconn.url_client(self.redis_url, decode_responses=True)
         return r.hgetall(f"{self.prefix}:job:{job_id}:counters")
 
     def wait_profile(
@@ -210,7 +210,7 @@ class Stack:
         before recording it leaves its users held until the lease ends and another flush counts
         them, so the list can be right a few seconds before the counters are.
         """
-        r = redis.Redis.from_url(self.redis_url)
+        r = redisconn.url_client(self.redis_url)
         base = f"{self.prefix}:job:{job_id}"
         wait_until(lambda: r.zcard(f"{base}:pending") + r.zcard(f"{base}:inflight") == 0,
                    timeout=timeout, message=f"job {job_id} to have nobody pending or held")

@@ -13,20 +13,27 @@ from kombu.entity import Queue
 
 from core import names
 from core.keys import celery_prefix
+from core.redisconn import celery_urls
 from core.settings import Settings, load_settings
 from worker.ops import observability
-from worker.ops.broker import TRANSPORT
+from worker.ops.broker import SENTINEL_TRANSPORT, TRANSPORT
 from worker.ops.schedule import QUEUES, beat_config
 
 __all__ = ["QUEUES", "app", "celery_config", "create_app"]
 
 
 def transport_options(settings: Settings) -> dict[str, dict[str, Any] | int]:
-    """Redis transport settings: the visibility timeout must be set in all three places."""
+    """Redis transport settings: the visibility timeout must be set in all three places.
+
+    With Sentinel, both the broker and the result backend also get the master's name and
+    how to talk to the sentinels (``core.redisconn.celery_urls``).
+    """
     vt = settings.visibility_timeout_seconds
     keyprefix = celery_prefix(settings.key_prefix)
+    _, sentinel = celery_urls(settings)
     return {
         "broker_transport_options": {
+            **sentinel,
             "visibility_timeout": vt,
             "socket_keepalive": True,
             "global_keyprefix": keyprefix,
@@ -37,6 +44,7 @@ def transport_options(settings: Settings) -> dict[str, dict[str, Any] | int]:
             "unacked_mutex_expire": 30,
         },
         "result_backend_transport_options": {
+            **sentinel,
             "visibility_timeout": vt,
             "global_keyprefix": keyprefix,
         },
@@ -46,10 +54,12 @@ def transport_options(settings: Settings) -> dict[str, dict[str, Any] | int]:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every setting here is chosen for at-least-once delivery without loss."""
-    url = str(settings.redis_url)
+    url, _ = celery_urls(settings)
+    sentinel = settings.redis_target.is_sentinel
     return {
         "broker_url": url,
-        "broker_transport": TRANSPORT,  # kombu's Redis transport, fixed to survive a restart
+        # kombu's Redis (or Sentinel) transport, fixed to survive a restart or a failover
+        "broker_transport": SENTINEL_TRANSPORT if sentinel else TRANSPORT,
         "result_backend": url,  # only backfill chords store results
         **transport_options(settings),
         "broker_connection_retry_on_startup": True,

@@ -11,11 +11,13 @@ from functools import lru_cache
 
 import redis
 
+from core import redisconn
 from core.jobs import ExportJob, JobsFile, JobsFileError, UnknownJobError
 from core.jobswatch import JobsWatcher
 from core.keys import JobKeys
 from core.settings import load_settings
 from worker.klaviyo.client import KlaviyoClient, client_for
+from worker.limits.failover import Fence
 from worker.limits.gate import Gate
 from worker.limits.ratelimit import RateLimiter
 
@@ -25,8 +27,8 @@ _watchers: dict[str, JobsWatcher[JobsFile]] = {}
 @lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
     settings = load_settings()
-    return redis.Redis.from_url(
-        str(settings.redis_url),
+    return redisconn.client(
+        settings,
         socket_timeout=10,
         socket_connect_timeout=5,
         health_check_interval=30,
@@ -86,6 +88,15 @@ def limiter() -> RateLimiter:
     )
 
 
+@lru_cache(maxsize=1)
+def fence() -> Fence | None:
+    """The limiter's failover fence (worker/limits/failover.py): with Sentinel only."""
+    s = load_settings()
+    if not s.redis_target.is_sentinel:
+        return None
+    return Fence(redis_client(), prefix=s.key_prefix, speed=s.rate_limit_speed)
+
+
 def klaviyo(export_job: ExportJob) -> KlaviyoClient:
     """The process's one Klaviyo client for this job's key, every request charged to the
     shared limiter as it is sent."""
@@ -96,4 +107,4 @@ def klaviyo(export_job: ExportJob) -> KlaviyoClient:
         revision=s.klaviyo_revision,
         connect_timeout=s.http_connect_timeout,
         read_timeout=s.http_read_timeout,
-    ).limited(Gate(limiter()))
+    ).limited(Gate(limiter(), fence()))

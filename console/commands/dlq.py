@@ -19,7 +19,7 @@ from celery import Celery
 from pydantic import ValidationError
 
 from console.cli import UserError
-from core import names
+from core import names, redisconn
 from core.dispatch import send_events
 from core.events import AudienceEvent
 from core.jobs import load_jobs
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = load_jobs(settings.export_jobs_file)
     if args.job not in {j.id for j in jobs.jobs}:
         raise UserError(f"no job {args.job!r} in {settings.export_jobs_file}")
-    client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
+    client = redisconn.client(settings, socket_connect_timeout=3)
     store = DeadLetterStore(client, settings.key_prefix, args.job)
     try:
         if args.action == "list":

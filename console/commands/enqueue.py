@@ -11,10 +11,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import redis
 from celery import Celery
 
 from console.cli import UserError
+from core import redisconn
 from core.dispatch import send_events
 from core.events import AudienceEvent
 from core.jobs import ExportJob, load_jobs
@@ -72,7 +72,7 @@ def send_all(app: Celery, job_id: str, events: list[AudienceEvent]) -> int:
 
 def check_redis(settings: Settings) -> None:
     """Fail fast, with nothing queued, when the broker does not answer."""
-    client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=2)
+    client = redisconn.client(settings, socket_connect_timeout=2)
     try:
         client.ping()
     except BROKER_ERRORS:

@@ -13,8 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-import redis
-
+from core import redisconn
 from core.jobs import ExportJob, JobsFileError, load_jobs
 from core.settings import load_settings
 from worker.klaviyo.client import from_settings
@@ -43,8 +42,7 @@ def read_jobs(path: Path) -> tuple[list[ExportJob], health.Component]:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     jobs, jobs_file = read_jobs(settings.export_jobs_file)
-    url = str(settings.redis_url)
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+    client = redisconn.client(settings, socket_connect_timeout=3, socket_timeout=5)
     limiter = RateLimiter(client, prefix=settings.key_prefix, headroom=settings.rate_limit_headroom,
                           speed=settings.rate_limit_speed)
     results = health.run_checks(client, settings.key_prefix, jobs, client_for=from_settings,

@@ -20,6 +20,7 @@ import redis
 
 from console.cli import UserError
 from core.jobs import ExportJob
+from core.redisconn import NotReplicated, Replicated
 from core.runs import RunStore
 from core.settings import Settings, load_settings
 from producers.backfill.files import FileSource, SourceError
@@ -76,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{job.id}: backfill = false; exporting in real time only")
         return 0
     try:
-        producer = Producer(runtime.redis_client(), settings.key_prefix, job, source,
-                            app=create_app(settings), segment_chunks=max(1, args.segment_chunks))
+        client = runtime.redis_client()
+        producer = Producer(client, settings.key_prefix, job, source,
+                            app=create_app(settings), segment_chunks=max(1, args.segment_chunks),
+                            durable=Replicated(client, settings))
         if producer.resumed:
             print(f"{job.id}: resuming backfill {producer.run_id} "
                   f"from chunk {producer.cursor.chunk}")
@@ -87,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     except redis.RedisError as exc:
         raise UserError(f"cannot reach Redis (REDIS_URL): {exc}; rerun to resume") from None
+    except NotReplicated as exc:
+        raise UserError(f"backfill not confirmed on a Redis replica ({exc}); "
+                        "rerun to resume") from None
     print(f"{job.id}: backfill {store.run_id} dispatched {producer.cursor.profiles:,} profiles "
           f"in {producer.cursor.chunk:,} chunks")
     if args.wait:

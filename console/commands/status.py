@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from console.cli import UserError
+from core import redisconn
 from core.jobs import load_jobs
 from core.keys import JobKeys
 from core.settings import load_settings
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"no job {args.job!r} in {settings.export_jobs_file} (jobs: {', '.join(ids)})"
         )
-    client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
+    client = redisconn.client(settings, socket_connect_timeout=3)
     try:
         rows = [
             job_status(client, settings.key_prefix, j.id, j.on_exit, j.force_add)

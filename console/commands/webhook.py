@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-import redis
 import uvicorn
 
+from core import redisconn
 from core.settings import load_settings
 from producers.webhook import create_app
 from worker.celery_app import create_app as create_celery_app
@@ -39,8 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    url = str(settings.redis_url)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    client = redisconn.client(settings, socket_connect_timeout=2, socket_timeout=5)
     app = create_app(settings, settings.export_jobs_file, create_celery_app(settings), client,
                      insecure_no_auth=args.insecure_no_auth)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -17,6 +17,7 @@ import redis
 import requests
 
 from console.demo.audience import ROOT
+from core import redisconn
 
 STOP_TIMEOUT = 10.0
 
@@ -40,7 +41,7 @@ def free_port(preferred: int | None = None) -> int:
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
     """True when a Redis at ``url`` answers PING."""
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client = redisconn.url_client(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         try:
             return bool(client.ping())
         finally:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
 
 from console.demo.audience import (
@@ -51,6 +50,7 @@ from console.demo.processes import (
     wait_for,
 )
 from console.demo.summary import Summary, format_summary, run_once
+from core import redisconn
 from core.settings import settings_or_exit
 from worker.commands import beat_argv, worker_argv
 
@@ -134,7 +134,7 @@ class Demo:
     def status(self) -> dict[str, Any]:
         from console.commands.status import job_status  # noqa: PLC0415 - needs KEY_PREFIX set
 
-        client = redis.Redis.from_url(self.env["REDIS_URL"], socket_connect_timeout=3)
+        client = redisconn.url_client(self.env["REDIS_URL"], socket_connect_timeout=3)
         try:
             return job_status(client, self.env["KEY_PREFIX"], JOB_ID)
         finally:

@@ -10,7 +10,10 @@ by a resumed run), so an exit recorded after the snapshot wins. Chunks go out in
 flat chord of up to ``segment_chunks`` chunk tasks and a ``backfill.segment`` body, sent as
 soon as the segment is full (or ``segment_seconds`` old), so workers start while the source
 is still being read; the first segments hold 1, 2, 4, ... chunks, so the first chunk goes out
-as soon as it is written. After each segment the checkpoint records where the source resumes.
+as soon as it is written. After each segment the checkpoint records where the source resumes,
+but only once the segment's chunks and messages are confirmed on the replicas asked for
+(``durable``, :class:`core.redisconn.Replicated`): a failover that loses them leaves the
+checkpoint before them, so a rerun sends them again.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from contract import operations as ops
 from core import names
 from core.jobs import ExportJob
 from core.keys import current_run_key, last_run_key
+from core.redisconn import Replicated
 from core.runs import RUN_TTL, RunStore
 from producers.backfill.member import Member
 
@@ -60,8 +64,9 @@ class Producer:
 
     def __init__(self, client: redis.Redis, prefix: str, job: ExportJob, source: Source, *,
                  app: Celery, segment_chunks: int = 20, segment_seconds: float = 2.0,
-                 chunk_size: int | None = None) -> None:
+                 chunk_size: int | None = None, durable: Replicated | None = None) -> None:
         self.redis, self.prefix, self.job, self.source = client, prefix, job, source
+        self.durable = durable  # confirms each segment on the replicas before its checkpoint
         self.app = app  # sends the chunk tasks by name: the producer never imports the worker
         self.segment_chunks, self.segment_seconds = segment_chunks, segment_seconds
         self.chunk_size = chunk_size or (FORCE_ADD_CHUNK if job.force_add else SUBSCRIBE_CHUNK)
@@ -152,6 +157,8 @@ class Producer:
         seg = self.cursor.segment
         header = [self._task(names.BACKFILL_CHUNK, n) for n in numbers]
         chord(header, app=self.app)(self._task(names.BACKFILL_SEGMENT, seg))
+        if self.durable is not None:
+            self.durable.confirm()  # NotReplicated: the checkpoint stays before this segment
         self.cursor.segment += 1
         self.cursor.position = position
         mark = {"position": position, "chunk": self.cursor.chunk, "segment": self.cursor.segment,

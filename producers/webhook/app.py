@@ -41,11 +41,13 @@ from core.dispatch import send_events
 from core.jobs import ExportJob, JobsFile
 from core.jobswatch import JobsWatcher
 from core.redact import redact, show
+from core.redisconn import NotReplicated, confirm_replicated, master_generation
 from core.settings import Settings
 from producers.lytics import ParsedBody, PayloadError, parse_body, parse_json
 from producers.webhook.auth import is_authorized, job_tokens, shared_token
 from producers.webhook.errors import (
     RETRY_AFTER_DOWN,
+    RETRY_AFTER_REPLICATION,
     STATUS_FOR,
     Rejected,
     TooLarge,
@@ -137,11 +139,24 @@ class Receiver:
         return await run_in_threadpool(self._enqueue, job, raw)
 
     def _enqueue(self, job: ExportJob, raw: bytes) -> ParsedBody:
-        """Check the queue, parse everything, then publish (blocking: runs in a thread)."""
+        """Check the queue, parse everything, publish, then make sure the events are held
+        where a failover cannot lose them (blocking: runs in a thread).
+
+        A 202 means: the events are on the Redis master and, when replicas are asked for
+        (``REDIS_WAIT_REPLICAS``; 1 by default with Sentinel), acknowledged by that many
+        within ``REDIS_WAIT_TIMEOUT_MS`` (``core.redisconn.confirm_replicated``). Otherwise
+        503 with ``Retry-After``: Lytics sends the body again, and recording it twice is
+        harmless (the desired state keeps the newest event).
+        """
         self.gauge.check()
         parsed = parse_body(parse_json(raw), job)
         try:
+            generation = master_generation(self.redis_client)
             send_events(self.celery_app, job.id, parsed.events)
+            confirm_replicated(self.redis_client, self.settings, generation)
+        except NotReplicated as exc:
+            raise Unavailable(f"events not yet replicated: {exc}",
+                              RETRY_AFTER_REPLICATION) from None
         except BROKER_ERRORS:
             raise Unavailable("Redis is unreachable", RETRY_AFTER_DOWN) from None
         return parsed

@@ -14,6 +14,7 @@ from producers.lytics import PayloadError
 
 RETRY_AFTER_DOWN = 10  # seconds: Redis unreachable
 RETRY_AFTER_BUSY = 30  # seconds: the realtime queue is too deep
+RETRY_AFTER_REPLICATION = 5  # seconds: no replica acknowledged the events (a failover?)
 
 
 class Rejected(Exception):
@@ -38,7 +39,8 @@ class TooLarge(Rejected):
 
 
 class Unavailable(Rejected):
-    """Redis is unreachable or the realtime queue is too deep: Lytics should retry later."""
+    """Redis is unreachable, the realtime queue is too deep or the events are not on a
+    replica yet: Lytics should retry later."""
 
 
 STATUS_FOR: dict[type[Exception], int] = {

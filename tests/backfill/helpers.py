@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import redis
-
+from core import redisconn
 from tests.harness import ROOT, Stack
 
 BAD = ("not-an-email", "", "bob@@example")
@@ -51,7 +50,7 @@ def run_start(stack: Stack, *args: str, env: dict[str, str] | None = None,
 
 def run_info(stack: Stack, job_id: str) -> dict[str, str]:
     """The newest run's progress hash (empty before any run)."""
-    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    r = redisconn.url_client(stack.redis_url, decode_responses=True)
     run_id = r.get(f"{stack.prefix}:bf:{job_id}:last")
     return r.hgetall(f"{stack.prefix}:bf:{job_id}:{run_id}") if run_id else {}
 
@@ -86,12 +85,12 @@ def check_exact_run(stack: Stack, valid: set[str], bad: int, profiles: int,
 
 def desired(stack: Stack, job_id: str, email: str) -> dict[str, str]:
     """A user's recorded desired state: audience → ``E:<ts_ns>`` or ``X:<ts_ns>``."""
-    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    r = redisconn.url_client(stack.redis_url, decode_responses=True)
     return r.hgetall(f"{stack.prefix}:job:{job_id}:u:{email}")
 
 
 def idle(stack: Stack, job_id: str) -> bool:
     """Nobody pending or held under a lease: every recorded change has been applied."""
-    r = redis.Redis.from_url(stack.redis_url)
+    r = redisconn.url_client(stack.redis_url)
     base = f"{stack.prefix}:job:{job_id}"
     return r.zcard(f"{base}:pending") + r.zcard(f"{base}:inflight") == 0

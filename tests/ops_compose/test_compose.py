@@ -104,6 +104,20 @@ def test_the_sandbox_only_runs_in_the_demo_profile() -> None:
     assert all("profiles" not in service(n) for n in SERVICES if n != "sandbox")
 
 
+def test_the_ha_profile_adds_a_replica_and_three_sentinels_with_a_quorum_of_two() -> None:
+    ha = sorted(n for n, svc in compose()["services"].items() if svc.get("profiles") == ["ha"])
+    assert ha == ["redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"]
+    replica = " ".join(command("redis-replica"))
+    for flag in ("--replicaof redis 6379", "--appendonly yes", "--maxmemory-policy noeviction"):
+        assert flag in replica
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        script = command(name)[-1]
+        assert "--sentinel" in script
+        assert "sentinel monitor ${REDIS_SENTINEL_MASTER:-mymaster} redis 6379 2" in script
+        assert service(name)["healthcheck"]["test"][-1] == "ping"
+    assert "sentinel://sentinel-1:26379;" in COMPOSE.read_text(encoding="utf-8")
+
+
 def test_flower_asks_for_basic_auth_from_the_environment() -> None:
     cmd = command("flower")
     auth = next(a for a in cmd if a.startswith("--basic-auth="))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from contract.operations import Operation
 from worker.limits import retry
+from worker.limits.failover import Fence
 from worker.limits.ratelimit import RateLimiter
 
 
@@ -28,10 +29,17 @@ class Gate:
     """Charges one account's requests to the shared limiter (a ``RequestLimiter``)."""
 
     limiter: RateLimiter
+    fence: Fence | None = None  # after a Redis failover: nothing until the window is over
 
     def charge(self, account: str, op: Operation) -> None:
+        self._fenced()
         wait = self.limiter.acquire(account, op)
+        self._fenced()  # the master changed during the call: its grant is not to be trusted
         if wait > 0:
+            raise Throttled(wait)
+
+    def _fenced(self) -> None:
+        if self.fence is not None and (wait := self.fence.wait()) > 0:
             raise Throttled(wait)
 
     def rate_limited(self, account: str, op: Operation, retry_after: float | None) -> None:

@@ -1,4 +1,5 @@
-"""kombu's Redis transport, made to survive a Redis restart (``broker_transport`` points here).
+"""kombu's Redis and Sentinel transports, made to survive a Redis restart or a failover
+(``broker_transport`` points here).
 
 Why this exists (kombu 5.7.0, celery 5.7.0; no release fixes it): when the broker connection
 drops while a task is unacknowledged (``task_acks_late``), the worker's consumer
@@ -22,6 +23,11 @@ Two small changes close the hole:
 
 Messages left unacknowledged are never lost either way: they stay in Redis's ``unacked``
 hash and come back after the visibility timeout.
+
+A Sentinel failover is the same event seen from the worker (the master's socket dies, or
+answers ``READONLY`` once demoted, which redis-py turns into a ``ConnectionError``), so
+:class:`SentinelTransport` carries the same fix over kombu's ``SentinelChannel``; its pools
+ask the sentinels for the master on every new connection, so the reconnect finds the new one.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ class BrokerGone(redis.ConnectionError):
     """The channel's connection was already torn down: there is no broker to talk to."""
 
 
-class Channel(kombu_redis.Channel):
-    """A Redis channel whose ``close`` survives a dead socket."""
+class _SurvivingClose(kombu_redis.Channel):
+    """What both channels share: a ``close`` that survives a dead socket."""
 
     def close(self) -> None:
         try:
@@ -59,10 +65,25 @@ class Channel(kombu_redis.Channel):
         return params
 
 
+class Channel(_SurvivingClose):
+    """A Redis channel whose ``close`` survives a dead socket."""
+
+
+class SentinelChannel(_SurvivingClose, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel with the same ``close``."""
+
+
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
 
 
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
 TRANSPORT = f"{__name__}:Transport"
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"

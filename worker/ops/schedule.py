@@ -16,6 +16,7 @@ from typing import Any
 
 from core import names
 from core.keys import redbeat_prefix
+from core.redisconn import redbeat_options
 from core.settings import Settings
 from worker.ops.beat import SCHEDULER
 
@@ -57,7 +58,7 @@ def beat_config(settings: Settings, ops: Settings | None = None) -> dict[str, An
     ops = ops or settings
     return {
         "beat_scheduler": SCHEDULER,  # RedBeat, made to survive a Redis restart
-        "redbeat_redis_url": str(settings.redis_url),
+        **redbeat_options(settings),  # the same Redis; with Sentinel, following the master
         "redbeat_key_prefix": redbeat_prefix(settings.key_prefix),
         "redbeat_lock_timeout": ops.beat_lock_timeout_seconds,
         "beat_max_loop_interval": ops.beat_max_loop_interval_seconds,
