@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     removal_wait_seconds: PositiveFloat = 900.0
     max_event_skew_seconds: float = Field(default=300.0, ge=0)
 
+    # The opt-out mirror (worker/engine/optouts.py): how often beat reads new suppressions,
+    # and after how long the whole mirror is read again (to drop suppressions lifted since)
+    optouts_refresh_seconds: PositiveFloat = 30.0
+    optouts_rebuild_seconds: PositiveFloat = 86_400.0
+
     # --- Beat and health (worker/ops/schedule.py, worker/ops/health.py) ----------------------
     heartbeat_interval_seconds: PositiveFloat = 10.0
     health_interval_seconds: PositiveFloat = 60.0

@@ -40,6 +40,8 @@ def beat_schedule(settings: Settings, ops: Settings | None = None) -> dict[str, 
         "safety-flush": _entry(names.SWEEP, settings.sweep_interval_seconds),
         "list-bootstrap": _entry(names.BOOTSTRAP_ALL, settings.bootstrap_interval_seconds),
         "health": _entry(HEALTH_TASK, ops.health_period, queue=names.MAINTENANCE),
+        "optouts-refresh": _entry(names.OPTOUTS_REFRESH, settings.optouts_refresh_seconds,
+                                  queue=names.MAINTENANCE),
     }
     for queue in QUEUES:
         schedule[f"heartbeat-{queue}"] = {
