@@ -40,15 +40,8 @@ def api(stack: Stack) -> SandboxClient:
 def bulk_unsubscribe(stack: Stack, emails: list[str], list_id: str | None = None) -> None:
     """Klaviyo's ``bulk_unsubscribe_profiles``, as another party (a preference page) calls it;
     returns once the sandbox's job finished."""
-    data: dict[str, Any] = {"type": "profile-subscription-bulk-delete-job", "attributes": {
-        "profiles": {"data": [{"type": "profile", "attributes": {
-            "email": e, "subscriptions": {"email": {"marketing": {"consent": "UNSUBSCRIBED"}}}}}
-            for e in emails]}}}
-    if list_id is not None:
-        data["relationships"] = {"list": {"data": {"type": "list", "id": list_id}}}
-    resp = api(stack).call("POST", "/api/profile-subscription-bulk-delete-jobs", {"data": data})
-    assert resp.status_code == 202, resp.text
-    assert api(stack).wait_subscribe(resp.headers["X-Sandbox-Job-Id"])["status"] == "complete"
+    job = api(stack).wait_subscribe(api(stack).unsubscribe(list_id, emails))
+    assert job["status"] == "complete"
 
 
 def make_profiles(stack: Stack, emails: list[str]) -> None:

@@ -22,8 +22,8 @@ The mirror is filled once per account, then kept current (:func:`refresh`):
   flush) and, if it is not complete, puts its users back and tries again shortly
   (:class:`OptOutsNotReady`, a kind of :class:`~worker.limits.gate.Throttled`).
 - **Incremental.** Beat's ``optouts.refresh`` (every ``OPTOUTS_REFRESH_SECONDS``) reads the
-  profiles suppressed after the newest suppression already seen (less ``OVERLAP``, for
-  clock skew and late writes): usually one request per kind. A flush that finds the mirror
+  profiles suppressed after the newest suppression already seen (less ``LATE_WRITES``):
+  usually one request per kind. A flush that finds the mirror
   older than ``STALE_FACTOR`` periods (beat stopped) refreshes it first.
 - **Rebuild.** After ``OPTOUTS_REBUILD_SECONDS`` (a day) the whole mirror is read again into
   the next generation, which drops the suppressions lifted since (a person who subscribed
@@ -55,7 +55,11 @@ from worker.state.optouts import DONE, MirrorState, OptOutMirror, digest
 
 log = logging.getLogger(__name__)
 
-OVERLAP = timedelta(minutes=10)  # an incremental refresh reads this far behind the newest seen
+# a fill reads again what was suppressed since it began, from our clock less OVERLAP (skew)
+OVERLAP = timedelta(minutes=10)
+# an incremental refresh reads from Klaviyo's newest suppression time seen, less LATE_WRITES
+# (a suppression written with a slightly older time than one already read)
+LATE_WRITES = timedelta(seconds=60)
 LOCK_MS = 60_000  # one worker fills or refreshes an account; renewed after every page
 INLINE_BUDGET_SECONDS = 5.0  # how long a flush may spend filling before trying again later
 BEAT_BUDGET_SECONDS = 20.0  # how long one beat run may spend filling
@@ -158,7 +162,7 @@ class _Refresh:
         into ``generation``; return the newest suppression time seen per kind."""
         newest = dict(since)
         for kind in suppressions.KINDS:
-            start = since.get(kind, suppressions.EPOCH + OVERLAP) - OVERLAP
+            start = since.get(kind, suppressions.EPOCH + LATE_WRITES) - LATE_WRITES
             cursor: str | None = None
             while True:
                 page = suppressions.read_page(self.client, kind, start, cursor)
