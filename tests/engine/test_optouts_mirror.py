@@ -96,14 +96,14 @@ def test_a_fill_cut_short_goes_on_where_it_stopped(
 def test_new_suppressions_are_read_incrementally(
         api: SandboxClient, client: KlaviyoClient, mirror: OptOutMirror,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only what was suppressed after the newest suppression already read is read again.
-    Filters compare whole seconds and the refresh reads ``LATE_WRITES`` (60 s) back; here it
-    is -1 s, so the refresh reads from the second after the newest suppression read."""
-    monkeypatch.setattr(optouts, "LATE_WRITES", timedelta(seconds=-1))
+    """A refresh reads only what was suppressed since the last one began. It reads
+    ``REFRESH_OVERLAP`` (2 min) further back, and filters compare whole seconds: here the
+    overlap is 0 and the old suppressions are a second older than the fill."""
+    monkeypatch.setattr(optouts, "REFRESH_OVERLAP", timedelta(0))
     unsubscribe(api, [f"old{i:03d}@example.com" for i in range(150)])
+    time.sleep(1.1)  # the fill begins in a later second than the old suppressions
     assert refresh(mirror, client, budget_seconds=10).filled
     api.admin("DELETE", "stats")
-    time.sleep(1.1)  # the new suppression falls in a later second than the old ones
 
     unsubscribe(api, ["new@example.com"])
     assert refresh(mirror, client, budget_seconds=10).filled

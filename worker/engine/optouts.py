@@ -22,9 +22,9 @@ The mirror is filled once per account, then kept current (:func:`refresh`):
   flush) and, if it is not complete, puts its users back and tries again shortly
   (:class:`OptOutsNotReady`, a kind of :class:`~worker.limits.gate.Throttled`).
 - **Incremental.** Beat's ``optouts.refresh`` (every ``OPTOUTS_REFRESH_SECONDS``) reads the
-  profiles suppressed after the newest suppression already seen (less ``LATE_WRITES``):
-  usually one request per kind. A flush that finds the mirror
-  older than ``STALE_FACTOR`` periods (beat stopped) refreshes it first.
+  profiles suppressed since the last refresh began (less ``REFRESH_OVERLAP``, for clock skew
+  and suppressions that reach the filter late): usually one request per kind. A flush that
+  finds the mirror older than ``STALE_FACTOR`` periods (beat stopped) refreshes it first.
 - **Rebuild.** After ``OPTOUTS_REBUILD_SECONDS`` (a day) the whole mirror is read again into
   the next generation, which drops the suppressions lifted since (a person who subscribed
   again through a form); until then such a person stays skipped, the safe side.
@@ -47,7 +47,7 @@ from core.jobs import ExportJob
 from core.settings import load_settings
 from worker.klaviyo import suppressions
 from worker.klaviyo.client import KlaviyoClient
-from worker.klaviyo.errors import KlaviyoFatalError, KlaviyoRetriableError
+from worker.klaviyo.errors import AuthError, KlaviyoFatalError, KlaviyoRetriableError
 from worker.limits.gate import Throttled
 from worker.state.counters import JobCounters
 from worker.state.desired import Desired, DesiredState
@@ -55,16 +55,18 @@ from worker.state.optouts import DONE, MirrorState, OptOutMirror, digest
 
 log = logging.getLogger(__name__)
 
-# a fill reads again what was suppressed since it began, from our clock less OVERLAP (skew)
+# a fill reads again what was suppressed since it began, from our clock less OVERLAP
 OVERLAP = timedelta(minutes=10)
-# an incremental refresh reads from Klaviyo's newest suppression time seen, less LATE_WRITES
-# (a suppression written with a slightly older time than one already read)
-LATE_WRITES = timedelta(seconds=60)
+# an incremental refresh begun at our time r has read every suppression visible by then; the
+# next one reads from r less REFRESH_OVERLAP: the clock skew between us and Klaviyo plus how
+# late a suppression may become visible to the filter
+REFRESH_OVERLAP = timedelta(minutes=2)
 LOCK_MS = 60_000  # one worker fills or refreshes an account; renewed after every page
 INLINE_BUDGET_SECONDS = 5.0  # how long a flush may spend filling before trying again later
 BEAT_BUDGET_SECONDS = 20.0  # how long one beat run may spend filling
 NOT_READY_WAIT_SECONDS = 1.0  # a flush waiting for a fill looks again after this
 FAILED_WAIT_SECONDS = 5.0  # after a 5xx or a dropped connection while filling
+REFUSED_WAIT_SECONDS = 60.0  # after a 4xx (other than a refused key) while reading
 STALE_FACTOR = 4  # refresh periods after which a flush refreshes the mirror itself
 
 
@@ -94,6 +96,12 @@ def refresh(mirror: OptOutMirror, client: KlaviyoClient, *, budget_seconds: floa
         return _Refresh(mirror, client, token, budget_seconds).run(rebuild)
     except Throttled as exc:
         return Refreshed(filled=mirror.state().filled, more=True, wait=exc.wait)
+    except AuthError:
+        raise  # the job's key is refused: the flush stops the job (auth_failed)
+    except KlaviyoFatalError:  # Klaviyo refuses the read itself: nobody is subscribed
+        log.exception("opt-out mirror of account %s: Klaviyo refused the read; subscribes "
+                      "wait, again in %.0fs", mirror.account, REFUSED_WAIT_SECONDS)
+        return Refreshed(filled=mirror.state().filled, more=True, wait=REFUSED_WAIT_SECONDS)
     except KlaviyoRetriableError as exc:
         log.warning("opt-out mirror of account %s: Klaviyo failed (%s), again in %.0fs",
                     mirror.account, exc, exc.retry_after or FAILED_WAIT_SECONDS)
@@ -158,23 +166,21 @@ class _Refresh:
 
     def _incremental(self, generation: int,
                      since: dict[str, datetime]) -> dict[str, datetime]:
-        """Read the profiles suppressed since the newest suppression seen (less the overlap)
-        into ``generation``; return the newest suppression time seen per kind."""
-        newest = dict(since)
+        """Read the profiles suppressed after ``since`` (per kind) into ``generation``; return
+        where the next refresh starts: now less ``REFRESH_OVERLAP``, never earlier than before."""
+        begun = datetime.now(UTC)
         for kind in suppressions.KINDS:
-            start = since.get(kind, suppressions.EPOCH + LATE_WRITES) - LATE_WRITES
             cursor: str | None = None
             while True:
-                page = suppressions.read_page(self.client, kind, start, cursor)
+                page = suppressions.read_page(self.client, kind,
+                                              since.get(kind, suppressions.EPOCH), cursor)
                 self.mirror.record(generation, page.opt_outs)
                 self.mirror.extend(self.token, LOCK_MS)
-                if page.newest is not None and (kind not in newest
-                                                or page.newest > newest[kind]):
-                    newest[kind] = page.newest
                 cursor = page.cursor
                 if cursor is None:
                     break
-        return newest
+        mark = begun - REFRESH_OVERLAP
+        return {k: max(since.get(k, mark), mark) for k in suppressions.KINDS}
 
 
 def refresh_accounts(jobs: Iterable[ExportJob], client_for: Callable[[ExportJob], KlaviyoClient],
@@ -191,7 +197,12 @@ def refresh_accounts(jobs: Iterable[ExportJob], client_for: Callable[[ExportJob]
         if client.account in seen:
             continue
         seen.add(client.account)
-        outcome = refresh(mirror_for(client.account), client, budget_seconds=budget_seconds)
+        try:
+            outcome = refresh(mirror_for(client.account), client, budget_seconds=budget_seconds)
+        except AuthError as exc:  # the job's flushes report it (auth_failed); no traceback here
+            log.warning("opt-out mirror of account %s: Klaviyo refused the key (%s)",
+                        client.account, exc.status)
+            continue
         if outcome.more:
             again = outcome.wait if again is None else min(again, outcome.wait)
     return again

@@ -18,7 +18,6 @@ A list suppression is kept per list (``UNSUBSCRIBE`` → ``unsubscribed``, else
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,11 +48,10 @@ class OptOut:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of suppressed profiles; ``newest``: the latest suppression time it shows."""
+    """One page of suppressed profiles."""
 
     opt_outs: list[OptOut]
     cursor: str | None  # the next page's; None on the last page
-    newest: datetime | None
 
 
 def filter_since(kind: str, since: datetime) -> str:
@@ -77,8 +75,7 @@ def read_page(client: KlaviyoClient, kind: str, since: datetime,
     data = document.get("data")
     resources = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
     opt_outs = [o for o in (opt_out(r) for r in resources) if o is not None]
-    newest = max((t for r in resources for t in _times(_marketing(r), kind)), default=None)
-    return Page(opt_outs, next_cursor(ops.GET_PROFILES, document), newest)
+    return Page(opt_outs, next_cursor(ops.GET_PROFILES, document))
 
 
 def opt_out(resource: dict[str, Any]) -> OptOut | None:
@@ -108,13 +105,6 @@ def _marketing(resource: dict[str, Any]) -> dict[str, Any]:
 def _entries(marketing: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     entries = marketing.get(kind) or []
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-
-
-def _times(marketing: dict[str, Any], kind: str) -> Iterable[datetime]:
-    for entry in _entries(marketing, kind):
-        when = parse_time(entry.get("timestamp"))
-        if when is not None:
-            yield when
 
 
 def parse_time(value: object) -> datetime | None:

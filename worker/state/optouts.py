@@ -56,7 +56,7 @@ class MirrorState:
     generation: int | None = None  # in force; None: never filled
     filled_at: float = 0.0  # epoch seconds the generation in force was complete
     refreshed_at: float = 0.0  # epoch seconds of the last refresh that read everything new
-    since: dict[str, datetime] = field(default_factory=dict)  # kind → newest suppression seen
+    since: dict[str, datetime] = field(default_factory=dict)  # kind → where the next read starts
     building: int | None = None  # the generation being filled
     started: datetime | None = None  # when the fill being built began (suppression time)
     cursors: dict[str, str] = field(default_factory=dict)  # kind → next cursor, or DONE
@@ -168,7 +168,7 @@ class OptOutMirror:
         pipe.execute()
 
     def refreshed(self, since: Mapping[str, datetime], now: float | None = None) -> None:
-        """An incremental refresh read everything up to ``since``."""
+        """An incremental refresh read everything; the next one starts at ``since``."""
         now = time.time() if now is None else now
         self.redis.hset(self.meta_key, mapping={
             "refreshed_at": now, **{f"since:{k}": t.isoformat() for k, t in since.items()}})
