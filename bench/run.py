@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.skip_baselines:
             rows += run_baselines(sandbox, args.sample)
-        for mode in args.modes.split(","):
+        for mode in filter(None, args.modes.split(",")):
             for n in (int(w) for w in args.workers.split(",")):
                 print(f"(c) {mode}, {n} worker process(es), {args.profiles:,} profiles", flush=True)
                 limits = ceiling.BULK_IMPORT if mode == "force" else ceiling.SUBSCRIBE

@@ -158,7 +158,7 @@ class TestOptOutsRespected:
         assert filled.generation == 1 and mirror(stack).size() == 0
 
         bulk_unsubscribe(stack, ["bob@example.com"])
-        wait_until(lambda: mirror(stack).size() == 1, timeout=20,
+        wait_until(lambda: mirror(stack).size() == 1, timeout=60,
                    message="beat's refresh to read the new unsubscribe")
         assert mirror(stack).state().generation == 1  # read incrementally, not filled again
 
