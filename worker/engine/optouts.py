@@ -236,4 +236,5 @@ def _reasons(mirror: OptOutMirror, client: KlaviyoClient, emails: list[str],
         outcome = refresh(mirror, client, budget_seconds=INLINE_BUDGET_SECONDS)
         if not outcome.filled:
             raise OptOutsNotReady(outcome.wait or NOT_READY_WAIT_SECONDS)
-    return mirror.reasons(emails, list_id)
+        state = mirror.state()
+    return mirror.reasons(emails, list_id, state.generation)

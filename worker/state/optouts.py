@@ -25,11 +25,24 @@ from datetime import datetime
 from redis import Redis
 
 from core.keys import optouts_key, optouts_lock_key, optouts_meta_key
-from worker.klaviyo.suppressions import KINDS, OptOut, parse_time
+from worker.klaviyo.suppressions import KINDS, REASONS, OptOut, parse_time
+from worker.state.codes import ITEM_SEP
 from worker.state.counters import person_digest
 
 DONE = "done"  # a kind's cursor once all its pages were read
 
+# one character per digest, in order: the reason's initial (``u``/``s``), or NONE
+NONE = "-"
+BY_INITIAL = {reason[0]: reason for reason in REASONS}
+# KEYS[1] a generation's hash | ARGV[1] digests joined by ARGV[3], ARGV[2] ":<list id>"
+_LOOKUP = """
+local key, suffix, out = KEYS[1], ARGV[2], {}
+for d in string.gmatch(ARGV[1], '[^' .. ARGV[3] .. ']+') do
+  local v = redis.call('HGET', key, d) or redis.call('HGET', key, d .. suffix)
+  out[#out + 1] = v and string.sub(v, 1, 1) or '-'
+end
+return table.concat(out)
+"""
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -93,23 +106,23 @@ class OptOutMirror:
             cursors={k: raw[f"cursor:{k}"] for k in KINDS if f"cursor:{k}" in raw},
         )
 
-    def reasons(self, emails: Sequence[str], list_id: str) -> dict[str, str]:
+    def reasons(self, emails: Sequence[str], list_id: str,
+                generation: int | None = None) -> dict[str, str]:
         """Email → ``unsubscribed``/``suppressed`` for those who opted out, globally or from
-        ``list_id`` (a global reason wins); raises MirrorNotFilled before the first fill."""
-        gen = self.redis.hget(self.meta_key, "gen")
-        if not gen:
-            raise MirrorNotFilled(self.account)
+        ``list_id`` (a global reason wins), in one script call; raises MirrorNotFilled before
+        the first fill (``generation``: the one in force, when the caller just read it)."""
+        if generation is None:
+            gen = self.redis.hget(self.meta_key, "gen")
+            if not gen:
+                raise MirrorNotFilled(self.account)
+            generation = int(gen)
         if not emails:
             return {}
-        digests = [digest(e) for e in emails]
-        fields = [f for d in digests for f in (d, f"{d}:{list_id}")]
-        values = self.redis.hmget(self.key(int(gen)), fields)
-        found: dict[str, str] = {}
-        for i, email in enumerate(emails):
-            reason = values[2 * i] or values[2 * i + 1]
-            if reason:
-                found[email] = _text(reason)
-        return found
+        digests = ITEM_SEP.join(digest(e) for e in emails)
+        found = _text(self.redis.register_script(_LOOKUP)(
+            keys=[self.key(generation)], args=[digests, ":" + list_id, ITEM_SEP]))
+        return {email: BY_INITIAL[code] for email, code in zip(emails, found, strict=True)
+                if code != NONE}
 
     def size(self, generation: int | None = None) -> int:
         """Entries in a generation (the one in force by default): people and list pairs."""
