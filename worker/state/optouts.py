@@ -36,10 +36,17 @@ NONE = "-"
 BY_INITIAL = {reason[0]: reason for reason in REASONS}
 # KEYS[1] a generation's hash | ARGV[1] digests joined by ARGV[3], ARGV[2] ":<list id>"
 _LOOKUP = """
-local key, suffix, out = KEYS[1], ARGV[2], {}
+local key, suffix, digests, listed = KEYS[1], ARGV[2], {}, {}
 for d in string.gmatch(ARGV[1], '[^' .. ARGV[3] .. ']+') do
-  local v = redis.call('HGET', key, d) or redis.call('HGET', key, d .. suffix)
-  out[#out + 1] = v and string.sub(v, 1, 1) or '-'
+  digests[#digests + 1] = d
+  listed[#listed + 1] = d .. suffix
+end
+local global = redis.call('HMGET', key, unpack(digests))
+local per_list = redis.call('HMGET', key, unpack(listed))
+local out = {}
+for i = 1, #digests do
+  local v = global[i] or per_list[i]
+  out[i] = v and string.sub(v, 1, 1) or '-'
 end
 return table.concat(out)
 """
