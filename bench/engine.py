@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class EngineStack:
     force_add: bool
     concurrency: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    job_lines: str = ""  # more TOML lines for the job (``resubscribe = true``...)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -75,7 +77,7 @@ class EngineStack:
             f'[[jobs]]\nid = "{self.job}"\naudiences = ["{AUDIENCE}"]\n'
             f'new_list_name = "bench {self.tag}"\n'
             'new_list_opt_in = "single"\n'  # throughput, not confirmations
-            f"force_add = {'true' if self.force_add else 'false'}\n",
+            f"force_add = {'true' if self.force_add else 'false'}\n{self.job_lines}",
             encoding="utf-8",
         )
         log_path = self.workdir / f"worker-{self.tag}.log"
@@ -125,14 +127,19 @@ def run_export(
     force_add: bool,
     timeout: float,
     path: str = "backfill",
+    job_lines: str = "",
+    prepare: Callable[[EngineStack], None] | None = None,
 ) -> dict[str, Any]:
     """Export ``profiles`` new users; wait until the list holds exactly them.
 
     ``path="backfill"``: ``klaviyo-export start JOB --from-file`` (the clock starts when the
     list is ready and dispatch begins); ``path="realtime"``: ``send_events`` in bodies of
-    1,000 (the clock starts at the first publish).
+    1,000 (the clock starts at the first publish). ``prepare`` sets the account up before
+    the workers start (not timed).
     """
-    stack = EngineStack(workdir, rds, sandbox, force_add, concurrency)
+    stack = EngineStack(workdir, rds, sandbox, force_add, concurrency, job_lines=job_lines)
+    if prepare is not None:
+        prepare(stack)
     sampler = TreeSampler()
     try:
         worker = stack.start()

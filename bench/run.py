@@ -7,6 +7,8 @@ One run, one sandbox process, one redis-server, the same kind of audience export
 (b) subscribe jobs of 100 in a loop honouring ``Retry-After`` (sample x 100 profiles, extrapolated);
 (c) this project's workers (1 and 4 processes; subscribe and force add), ``--profiles`` each,
     driven through the real-time path (``send_events`` in bodies of 1,000);
+(d) subscribe with the opt-out check and without it (``resubscribe = true``), side by side
+    (``bench/optouts.py``);
 plus real-time latency from webhook acceptance to a correct list. Writes docs/benchmarks.md
 and docs/benchmarks.png and prints the table.
 """
@@ -24,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, ceiling, engine, report
+from bench import baselines, ceiling, engine, optouts, report
 from bench import latency as latency_probe
 from bench.stack import ROOT, Redis, Sandbox, TreeSampler, stop
 
@@ -49,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="subscribe,force", help="(c) modes")
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument(
+        "--optouts-suppressed", type=int, default=10_000,
+        help="subscribe with and without the opt-out check, this many unsubscribed people "
+        "on the account (0 skips the pair)",
+    )
+    parser.add_argument(
         "--path", choices=("backfill", "realtime"), default="backfill", help="how (c) is fed"
     )
     parser.add_argument(
@@ -66,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     sampler.watch("sandbox", sandbox.proc.pid)
     rows: list[dict[str, Any]] = []
     latency: dict[str, Any] | None = None
+    optouts_check: dict[str, Any] | None = None
     try:
         if not args.skip_baselines:
             rows += run_baselines(sandbox, args.sample)
-        for mode in args.modes.split(","):
+        for mode in filter(None, args.modes.split(",")):
             for n in (int(w) for w in args.workers.split(",")):
                 print(f"(c) {mode}, {n} worker process(es), {args.profiles:,} profiles", flush=True)
                 limits = ceiling.BULK_IMPORT if mode == "force" else ceiling.SUBSCRIBE
@@ -94,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 print("   ", report.one_line(rows[-1]), flush=True)
+        if args.optouts_suppressed > 0:
+            n = max(int(w) for w in args.workers.split(","))
+            pair, optouts_check = optouts.run_pair(
+                workdir, rds, sandbox, profiles=args.profiles, concurrency=n,
+                suppressed=args.optouts_suppressed,
+                timeout=600 + 20 * args.profiles / ceiling.SUBSCRIBE.per_minute * 60)
+            rows += pair
         if args.latency_seconds > 0:
             print(
                 f"real-time latency: 1,000 events/s for {args.latency_seconds:.0f}s, 4 workers",
@@ -118,11 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     table = report.markdown(rows, latency, facts)
+    if optouts_check is not None:
+        fill = optouts_check["fill"]
+        table += (
+            f"\nOpt-out check (issue #15): subscribe with the check took "
+            f"{optouts_check['with_seconds']:.1f} s, without it "
+            f"{optouts_check['without_seconds']:.1f} s ({optouts_check['slower_percent']:+.1f} %, "
+            f"same run, side by side); the account's mirror was filled before the clock, once: "
+            f"{fill.get('seconds', 0):.1f} s, {fill.get('requests', 0)} requests, "
+            f"{fill.get('entries', 0):,} entries.\n")
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.md").write_text(table, encoding="utf-8")
     (workdir / "results.json").write_text(
-        json.dumps({"rows": rows, "latency": latency, "facts": facts}, default=str),
+        json.dumps({"rows": rows, "latency": latency, "facts": facts,
+                    "optouts_check": optouts_check}, default=str),
         encoding="utf-8",
     )
     report.chart(rows, args.out / "benchmarks.png")

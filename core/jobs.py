@@ -9,6 +9,7 @@ One ``[[jobs]]`` table per job::
     new_list_name = "VIP (Lytics)"
     new_list_opt_in = "double"     # the default (Klaviyo's own), always sent; or "single"
     on_exit = "remove"             # or "keep": add-only, nobody is removed from the list
+    resubscribe = false            # true: subscribe people who unsubscribed or are suppressed
     field_map = { first_name = "first_name", city = "location.city", ltv = "properties.ltv" }
 
 A mistake raises :class:`JobsFileError` whose message names the job and the field.
@@ -106,6 +107,10 @@ class ExportJob(BaseModel):
     email_field: str = "email"
     field_map: dict[str, str] = Field(default_factory=dict)
     force_add: bool = False
+    # False (the default): people Klaviyo holds as unsubscribed or suppressed (globally, or
+    # from this list) are never subscribed, since subscribing lifts their suppression; True
+    # subscribes them anyway (their consent becomes subscribed again)
+    resubscribe: bool = False
     backfill: bool = True
     api_key_env: str = Field(default="KLAVIYO_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
     webhook_token_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
@@ -131,6 +136,19 @@ class ExportJob(BaseModel):
         if doubled:
             raise ValueError(f"Klaviyo field(s) mapped twice: {', '.join(sorted(doubled))}")
         return self
+
+    @model_validator(mode="after")
+    def _resubscribe_needs_subscribe(self) -> ExportJob:
+        if self.resubscribe and self.force_add:
+            raise ValueError("resubscribe applies to subscribe jobs; a force_add job changes "
+                             "no consent (drop one of the two)")
+        return self
+
+    @property
+    def respects_opt_outs(self) -> bool:
+        """True when the job's subscribes skip people who opted out (the opt-out mirror):
+        every subscribe job unless ``resubscribe``; force-add changes no consent."""
+        return not (self.force_add or self.resubscribe)
 
     def selects(self, audience: str) -> bool:
         """True when ``audience`` (a segment id or slug) is one this job exports."""

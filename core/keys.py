@@ -7,7 +7,8 @@ Everything lives under the deployment's ``KEY_PREFIX`` (``p`` below):
   :attr:`JobKeys.base` and append the same suffixes (``:u:``, ``:pending``, ``:applied``...);
   a test checks they use no suffix this module does not define.
 - ``p:bf:{job}:...``: backfill runs (:class:`RunKeys`, :func:`current_run_key`).
-- ``p:acct:{account}:ids``, ``p:rl:{account}:{op}:...``: per Klaviyo account (fingerprint).
+- ``p:acct:{account}:ids``, ``p:acct:{account}:optouts...``, ``p:rl:{account}:{op}:...``: per
+  Klaviyo account (fingerprint).
 - ``p:jobs``, ``p:health``, ``p:heartbeat:{queue}``, ``p:deliveries:{task}:{n}``: the fleet.
 - ``p:celery:...``, ``p:redbeat:...``: Celery's broker and results, RedBeat's schedule.
 """
@@ -201,6 +202,23 @@ class RunKeys:
 def account_ids_key(prefix: str, account: str) -> str:
     """Email → Klaviyo profile id, per account (removals need ids)."""
     return f"{prefix}:acct:{account}:ids"
+
+
+def optouts_meta_key(prefix: str, account: str) -> str:
+    """Hash: the account's opt-out mirror, its generation in force, the fill being built
+    (cursors) and the suppression timestamps the incremental refresh reads from."""
+    return f"{prefix}:acct:{account}:optouts"
+
+
+def optouts_key(prefix: str, account: str, generation: int) -> str:
+    """Hash: one generation of the account's opt-out mirror (person digest, or digest and
+    list id → ``unsubscribed`` or ``suppressed``); a full rebuild writes the next one."""
+    return f"{prefix}:acct:{account}:optouts:{generation}"
+
+
+def optouts_lock_key(prefix: str, account: str) -> str:
+    """One worker at a time fills or refreshes an account's opt-out mirror."""
+    return f"{prefix}:acct:{account}:optouts-lock"
 
 
 def rate_limit_key(prefix: str, account: str, operation: str, window: str) -> str:

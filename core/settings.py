@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     # people awaiting confirmation confirmed (one call per page of 100 joiners, per job).
     confirm_interval_seconds: PositiveFloat = 60.0
 
+    # The opt-out mirror (worker/engine/optouts.py): how often beat reads new suppressions,
+    # and after how long the whole mirror is read again (to drop suppressions lifted since)
+    optouts_refresh_seconds: PositiveFloat = 30.0
+    optouts_rebuild_seconds: PositiveFloat = 86_400.0
+
+    # `make run` against a real Klaviyo (a non-local KLAVIYO_BASE_URL): refused unless true
+    demo_allow_real_klaviyo: bool = False
+
     # --- Beat and health (worker/ops/schedule.py, worker/ops/health.py) ----------------------
     heartbeat_interval_seconds: PositiveFloat = 10.0
     health_interval_seconds: PositiveFloat = 60.0

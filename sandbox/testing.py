@@ -86,6 +86,19 @@ class SandboxClient:
                 return job
             time.sleep(0.02)
 
+    def unsubscribe(self, list_id: str | None, emails: list[str]) -> str:
+        """Post a bulk unsubscribe job (``bulk_unsubscribe_profiles``, as a preference page
+        would: global for whoever is not on ``list_id``); returns its id."""
+        data: dict[str, Any] = {"type": "profile-subscription-bulk-delete-job", "attributes": {
+            "profiles": {"data": [{"type": "profile", "attributes": {"email": e, "subscriptions": {
+                "email": {"marketing": {"consent": "UNSUBSCRIBED"}}}}} for e in emails]}}}
+        if list_id is not None:
+            data["relationships"] = {"list": {"data": {"type": "list", "id": list_id}}}
+        resp = self.call("POST", "/api/profile-subscription-bulk-delete-jobs", {"data": data})
+        if resp.status_code != 202:
+            raise AssertionError(f"unsubscribe: HTTP {resp.status_code}: {resp.text[:500]}")
+        return resp.headers["X-Sandbox-Job-Id"]
+
     def bulk_import(self, profiles: list[dict[str, Any]],
                     list_ids: tuple[str, ...] = ()) -> str:
         """Post a bulk import job; returns its id."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from console.demo.audience import split_by_segment
 from console.demo.processes import (
@@ -19,12 +20,28 @@ from console.demo.processes import (
     redis_server_argv,
     wait_for,
 )
+from core.redact import mask_email
 
 INSTALL_REDIS = (
     "No Redis: REDIS_URL is not set or does not answer, and redis-server is not installed.\n"
     "Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)\n"
     "or point REDIS_URL at a running Redis, then run `make run` again."
 )
+LOOPBACK = frozenset({"localhost", "::1", "[::1]"})
+RESERVED_DOMAINS = frozenset({"example.com", "example.net", "example.org"})
+RESERVED_SUFFIXES = (".example", ".test", ".invalid", ".localhost", ".example.com",
+                     ".example.net", ".example.org")
+REAL_ACCOUNT_REFUSED = (
+    "KLAVIYO_API_KEY is set and KLAVIYO_BASE_URL ({base}) is a real Klaviyo: the demo will not "
+    "write to a real account by default, since subscribing sends confirmation emails (double "
+    "opt-in) and the list may trigger flows.\n"
+    "Unset KLAVIYO_API_KEY to run against the sandbox, or set DEMO_ALLOW_REAL_KLAVIYO=true to "
+    "write the sample audience (reserved example.com addresses only) to that account.")
+REAL_ACCOUNT_WARNING = (
+    "Klaviyo: DEMO_ALLOW_REAL_KLAVIYO is set: only reserved example.com addresses are sent, so "
+    "no person receives anything; Klaviyo may still send confirmation emails to them (they "
+    "bounce, and bounces count against the account's sending reputation), and any flow the "
+    "list \"Lytics demo\" triggers runs for them: use a test account")
 # Short periods for the sandbox only: against a real account the production defaults apply.
 SANDBOX_KNOBS = {
     "FLUSH_INTERVAL_SECONDS": "0.5",
@@ -59,17 +76,49 @@ def start_redis(environ: Mapping[str, str], procs: Processes) -> str:
 
 
 
+def is_local(base_url: str) -> bool:
+    """Whether ``base_url`` is on this machine (the sandbox), not a real Klaviyo."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host in LOOPBACK or host.startswith("127.")
+
+
+def is_reserved(email: str) -> bool:
+    """Whether the address is on a domain nobody can own (RFC 2606, RFC 6761)."""
+    domain = email.rsplit("@", 1)[-1].lower()
+    return domain in RESERVED_DOMAINS or domain.endswith(RESERVED_SUFFIXES)
+
+
+def check_real_account(environ: Mapping[str, str], emails: Iterable[str], *,
+                       allow_real: bool) -> None:
+    """Refuse to write to a real Klaviyo account unless asked to, and even then refuse any
+    address that could reach a person: a subscribe sends confirmation emails (double opt-in)
+    and the list may trigger flows."""
+    base = environ.get("KLAVIYO_BASE_URL", "https://a.klaviyo.com")
+    if is_local(base):
+        return
+    if not allow_real:
+        raise DemoError(REAL_ACCOUNT_REFUSED.format(base=base))
+    real = sorted({e for e in emails if not is_reserved(e)})
+    if real:
+        raise DemoError(f"the demo refuses to send {len(real)} address(es) outside the reserved "
+                        f"example domains to a real Klaviyo account (first: "
+                        f"{mask_email(real[0])}): they may belong to real people")
+
+
 def start_klaviyo(environ: Mapping[str, str], procs: Processes, profiles: list[dict[str, Any]],
                   prefix: str) -> tuple[dict[str, str], str | None]:
     """The settings for the account written to, and the sandbox's URL when it was started.
 
-    With ``KLAVIYO_API_KEY`` set the demo writes to that account and starts nothing; without
-    it, the sandbox (Klaviyo and Lytics' scan API) serves the sample audience.
+    With ``KLAVIYO_API_KEY`` set the demo writes to that account and starts nothing (a real
+    Klaviyo was checked first: :func:`check_real_account`); without it, the sandbox (Klaviyo
+    and Lytics' scan API) serves the sample audience.
     """
     if environ.get("KLAVIYO_API_KEY"):
         base = environ.get("KLAVIYO_BASE_URL", "https://a.klaviyo.com")
         print(f"Klaviyo: KLAVIYO_API_KEY is set, so the demo writes to {base}: "
               "a list named \"Lytics demo\" in that account", flush=True)
+        if not is_local(base):
+            print(REAL_ACCOUNT_WARNING, flush=True)
         return {}, None
     members = procs.workdir / "lytics-members"
     members.mkdir()

@@ -40,7 +40,7 @@ from console.demo.audience import (
     restamp,
     rfc3339,
 )
-from console.demo.backends import start_klaviyo, start_redis
+from console.demo.backends import check_real_account, start_klaviyo, start_redis
 from console.demo.processes import (
     DemoError,
     Processes,
@@ -51,8 +51,9 @@ from console.demo.processes import (
 )
 from console.demo.summary import Summary, format_summary, run_once
 from core import redisconn
-from core.settings import settings_or_exit
+from core.settings import load_settings, settings_or_exit
 from worker.commands import beat_argv, worker_argv
+from worker.engine.normalize import normalize_email
 
 FLOWER_PORT = 5555
 SETTLE_TIMEOUT = 180.0
@@ -215,7 +216,15 @@ def _run(demo: Demo) -> int:
 
 
 def _start(demo: Demo, profiles: list[dict[str, Any]], prefix: str) -> None:
-    """Redis, Klaviyo (or the sandbox), the services, then the backfill."""
+    """Redis, Klaviyo (or the sandbox), the services, then the backfill; a real Klaviyo
+    account is refused first, before anything starts (``check_real_account``)."""
+    if demo.environ.get("KLAVIYO_API_KEY"):
+        live = [body.get("data", {}).get("email")
+                for body in json.loads(LIVE_EVENTS.read_text(encoding="utf-8"))]
+        emails = [e for e in (normalize_email(v) for v in
+                              [*(p.get("email") for p in profiles), *live]) if e]
+        check_real_account(demo.environ, emails,
+                           allow_real=load_settings().demo_allow_real_klaviyo)
     redis_url = start_redis(demo.environ, demo.procs)
     base = {k: v for k, v in demo.environ.items() if not k.startswith("CELERY_")}
     demo.env = {**base, "REDIS_URL": redis_url, "KEY_PREFIX": prefix,

@@ -4,7 +4,8 @@ One ``Flusher.run`` claims up to a batch of pending users, with their desired
 state read in the same atomic step, and sends: removals (list-relationship deletes, ids from
 the cache or email look-ups), joins (subscribe jobs of 1,000, or force-add bulk
 imports of 10,000 held until Klaviyo finishes them) and attribute refreshes (bulk
-imports). An add-only job (``on_exit = "keep"``) sends no removals (plan.py decides).
+imports). Nobody who opted out is subscribed (``optouts.screen``, before the subscribes).
+An add-only job (``on_exit = "keep"``) sends no removals (plan.py decides).
 Users whose call did not happen go back to pending; nothing is lost.
 
 Subscribe jobs are asynchronous and have no status: a removal that finds no profile for a
@@ -30,7 +31,7 @@ from core import names
 from core.jobs import ExportJob
 from core.keys import account_ids_key
 from core.settings import load_settings
-from worker.engine import confirm, imports
+from worker.engine import confirm, imports, optouts
 from worker.engine.isolate import send_isolating
 from worker.engine.plan import (
     applied_accepted,
@@ -185,9 +186,18 @@ class Flusher:
         if self.ctx.job.force_add:
             self._import(users, list_id=self.ctx.list_id)
             return
+        users = self._without_opt_outs(users)
         self._refresh_attributes([u for u in users if u.attributes])
         for start in range(0, len(users), SUBSCRIBE_CHUNK):
             self._subscribe(users[start : start + SUBSCRIBE_CHUNK])
+
+    def _without_opt_outs(self, users: list[Desired]) -> list[Desired]:
+        """Opt-outs respected (optouts.py): who unsubscribed or is suppressed is counted as
+        omitted by reason and released, never subscribed (unless the job resubscribes)."""
+        ctx = self.ctx
+        admitted, skipped = optouts.screen(ctx.state, ctx.client, ctx.job, ctx.list_id, users)
+        self._release([(u.email, FORGET) for u in skipped])
+        return admitted
 
     def _telling(self, batch: list[Desired], send: Callable[[], T]) -> T:
         """Send a call that may put ``batch`` on the list, recorded as ``try`` first.

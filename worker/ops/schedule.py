@@ -44,6 +44,8 @@ def beat_schedule(settings: Settings, ops: Settings | None = None) -> dict[str, 
         "confirmations": _entry(names.CONFIRM_ALL, settings.confirm_interval_seconds,
                                 queue=names.MAINTENANCE),
         "health": _entry(HEALTH_TASK, ops.health_period, queue=names.MAINTENANCE),
+        "optouts-refresh": _entry(names.OPTOUTS_REFRESH, settings.optouts_refresh_seconds,
+                                  queue=names.MAINTENANCE),
     }
     for queue in QUEUES:
         schedule[f"heartbeat-{queue}"] = {

@@ -1,4 +1,5 @@
-"""Operational tasks run by beat: a heartbeat per queue and the periodic health check.
+"""Operational tasks run by beat: a heartbeat per queue, the periodic health check and the
+refresh of the opt-out mirrors (``worker.engine.optouts``).
 
 ``ops.heartbeat`` is sent to each queue and writes ``{prefix}:heartbeat:{queue}`` = now, so a
 fresh value proves that some worker is consuming *that* queue, not just that a process lives.
@@ -15,8 +16,10 @@ from core.keys import heartbeat_key
 from core.settings import load_settings
 from worker import runtime
 from worker.celery_app import app
+from worker.engine import optouts
 from worker.klaviyo.client import from_settings
 from worker.ops import health
+from worker.state.optouts import OptOutMirror
 
 
 @app.task(name=names.HEARTBEAT, queue=names.MAINTENANCE, ignore_result=True)
@@ -44,3 +47,14 @@ def check_health() -> int:
     )
     health.store(client, prefix, results)
     return len(health.failing(results))
+
+
+@app.task(name=names.OPTOUTS_REFRESH, queue=names.MAINTENANCE, ignore_result=True)
+def refresh_optouts() -> bool:
+    """Keep each account's opt-out mirror current; a fill not yet complete runs again soon."""
+    redis, prefix = runtime.redis_client(), load_settings().key_prefix
+    again = optouts.refresh_accounts(runtime.jobs().jobs, runtime.klaviyo,
+                                     lambda account: OptOutMirror(redis, prefix, account))
+    if again is not None:
+        refresh_optouts.apply_async(countdown=max(again, 0.1), expires=60)
+    return again is None
