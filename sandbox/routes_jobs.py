@@ -26,8 +26,8 @@ def bulk_subscribe_profiles(ctx: Ctx) -> Reply:
     attributes = data["attributes"]
     profiles = attributes["profiles"]["data"]
     historical = bool(attributes.get("historical_import"))
-    if historical:
-        _check_consented_at(profiles)
+    _check_consented_at(profiles, historical)
+    _check_sms_phones(profiles)
     if ctx.sandbox.realism.subscribe_rejects_invalid_email:
         _refuse_invalid_emails(profiles)
     list_id = _list_id(ctx, data)
@@ -82,8 +82,9 @@ def _get(node: Any, *keys: str) -> Any:
     return node
 
 
-def _check_consented_at(profiles: list[dict[str, Any]]) -> None:
-    """``historical_import`` needs a past ``consented_at`` for every consent given."""
+def _check_consented_at(profiles: list[dict[str, Any]], historical: bool) -> None:
+    """``historical_import`` needs a past ``consented_at`` for every consent given; without
+    the flag any ``consented_at`` is an error (spec ``SubscriptionParameters``)."""
     now = datetime.now(UTC)
     for index, profile in enumerate(profiles):
         subs = _get(profile, "attributes", "subscriptions") or {}
@@ -93,6 +94,11 @@ def _check_consented_at(profiles: list[dict[str, Any]]) -> None:
                 continue
             pointer = f"{ITEMS}/{index}/attributes/subscriptions/{channel}/marketing/consented_at"
             stamp = marketing.get("consented_at")
+            if not historical:
+                if stamp is not None:
+                    raise errors.invalid("consented_at may only be given when historical_import "
+                                         "is true.", pointer=pointer)
+                continue
             if not stamp:
                 raise errors.invalid("consented_at is required when historical_import is true.",
                                      pointer=pointer)
@@ -102,6 +108,17 @@ def _check_consented_at(profiles: list[dict[str, Any]]) -> None:
                 raise errors.invalid("consented_at is not a date-time.", pointer=pointer) from None
             if (when if when.tzinfo else when.replace(tzinfo=UTC)) > now:
                 raise errors.invalid("consented_at must be in the past.", pointer=pointer)
+
+
+def _check_sms_phones(profiles: list[dict[str, Any]]) -> None:
+    """An SMS subscription needs the profile's ``phone_number`` in the same item (Klaviyo's
+    400 "'phone_number' must not be empty when the sms channel is included")."""
+    for index, profile in enumerate(profiles):
+        attrs = _get(profile, "attributes") or {}
+        if _get(attrs, "subscriptions", "sms") is not None and not attrs.get("phone_number"):
+            raise errors.invalid("'phone_number' must not be empty when the sms channel is "
+                                 "included in 'subscriptions'.",
+                                 pointer=f"{ITEMS}/{index}/attributes/phone_number")
 
 
 def bulk_import_profiles(ctx: Ctx) -> Reply:
