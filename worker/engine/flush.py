@@ -178,7 +178,7 @@ class Flusher:
         if self.ctx.job.force_add:
             self._import(users, list_id=self.ctx.list_id)
             return
-        self._refresh_attributes([u for u in users if has_profile_fields(u)])
+        self._refresh_attributes([u for u in users if u.attributes])
         for start in range(0, len(users), SUBSCRIBE_CHUNK):
             self._subscribe(users[start : start + SUBSCRIBE_CHUNK])
 

@@ -170,8 +170,11 @@ def _conflicts(state: DesiredState, failures: dict[str, ImportFailure]) -> set[s
     found: dict[str, Conflict] = {}
     for user in state.read(list(candidates)):
         mine = known.get(user.email, {})
-        new = {k: str(v) for k in candidates[user.email]
-               if isinstance(v := user.attributes.get(k), str) and v and mine.get(k) != v}
+        # one identifier at a time (the one named, else phone first): a 409 that does not say
+        # which identifier is taken costs one more import, not a value that was fine
+        new = next(({k: v} for k in candidates[user.email]
+                    if isinstance(v := user.attributes.get(k), str) and v and mine.get(k) != v),
+                   None)
         if new:
             found[user.email] = new
     store.add(found)
