@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from console.commands.jobs import mode
 from contract import operations as ops
 from contract.spec import validate_request
 from core.events import Action, AudienceEvent
@@ -69,6 +70,11 @@ class TestJobsFile:
         error = refused(**fields)
         assert error.startswith("job 'vip': ")
         assert message in error
+
+    def test_jobs_list_shows_the_channels_and_a_historical_import(self) -> None:
+        assert mode(job()) == "subscribe"
+        assert mode(job(**BOTH, **HISTORY, sms_consent_field="sms_at")) == (
+            "subscribe (email+sms; historical, no date: omit)")
 
     def test_the_phone_and_consent_fields_are_read_from_lytics(self) -> None:
         both = job(**BOTH, **HISTORY, sms_consent_field="sms_at")
