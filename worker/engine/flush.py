@@ -208,12 +208,17 @@ class Flusher:
 
             def send(batch: consent.Part, history: bool = historical) -> None:
                 people = [p for _, p in batch]
-                self._telling(
-                    [u for u, _ in batch],
-                    lambda: subscriptions.subscribe_profiles(
-                        self.ctx.client, self.ctx.list_id, people, historical_import=history
-                    ),
-                )
+                try:
+                    self._telling(
+                        [u for u, _ in batch],
+                        lambda: subscriptions.subscribe_profiles(
+                            self.ctx.client, self.ctx.list_id, people, historical_import=history
+                        ),
+                    )
+                except NOT_CARRIED_OUT:  # their historical part was sent: still ``try``
+                    told = [u for u, _ in batch if u.email in sent]
+                    self.ctx.state.set_applied([(u.email, applied_try(u)) for u in told])
+                    raise
 
             result = send_isolating(part, send)
             sent.update((u.email, u) for u, _ in result.sent)
