@@ -14,6 +14,7 @@ import pytest
 from core.events import Action
 from sandbox.server import SandboxServer
 from sandbox.testing import SandboxClient
+from tests.backfill.helpers import run_start, write_jsonl
 from tests.conftest import RedisServer, wait_until
 from tests.harness import API_KEY, Stack, event
 
@@ -97,6 +98,26 @@ class TestHistoricalLoad:
                    timeout=30, message="ann on the list, cat awaiting confirmation")
         cat = subscriptions_of(kstack, "cat@example.com")["subscriptions"]["email"]["marketing"]
         assert cat["consent"] == "NEVER_SUBSCRIBED"  # not until cat confirms
+
+
+    def test_a_backfill_is_a_historical_load(self, kstack: Stack, tmp_path: Path) -> None:
+        """Lytics' "Historical Load": ``start`` from a file of current members with their
+        consent dates fills a double opt-in list at once with those dates; the rest omitted."""
+        kstack.write_jobs({**HISTORY, "backfill": True, "without_consent_date": "omit"})
+        kstack.start_worker()
+        dated = {f"user{i}@example.com": f"2024-0{1 + i % 9}-1{i % 10}T08:00:00Z"
+                 for i in range(40)}
+        rows = [{"email": e, "opted_in_at": d} for e, d in dated.items()]
+        rows += [{"email": f"nodate{i}@example.com"} for i in range(5)]
+        run_start(kstack, "vip", "--from-file", str(write_jsonl(tmp_path / "m.jsonl", rows)),
+                  "--wait")
+        list_id = kstack.wait_for_members("vip", set(dated))
+        assert kstack.admin("GET", f"lists/{list_id}/emails")["pending"] == []
+        for email in ("user0@example.com", "user37@example.com"):
+            marketing = subscriptions_of(kstack, email)["subscriptions"]["email"]["marketing"]
+            assert when(marketing["consent_timestamp"]) == when(dated[email])
+        kstack.assert_reconciled("vip", entered=45, members=40)
+        assert kstack.counters("vip")["omitted:no_consent_date"] == "5"
 
 
 class TestSms:
