@@ -11,6 +11,12 @@ One ``[[jobs]]`` table per job::
     on_exit = "remove"             # or "keep": add-only, nobody is removed from the list
     resubscribe = false            # true: subscribe people who unsubscribed or are suppressed
     field_map = { first_name = "first_name", city = "location.city", ltv = "properties.ltv" }
+    channels = ["email", "sms"]    # default ["email"]; "sms" needs phone_field
+    phone_field = "mobile"         # the Lytics field with the phone (sent in E.164)
+    email_consent_field = "email_opt_in_at"   # when the person gave email consent
+    sms_consent_field = "sms_opt_in_at"       # when the person gave SMS consent
+    historical_import = true       # past consent dates: no confirmation, no "added" flows
+    without_consent_date = "omit"  # or "subscribe": people with no past date (historical)
 
 A mistake raises :class:`JobsFileError` whose message names the job and the field.
 """
@@ -60,6 +66,8 @@ _PROPERTY = re.compile(r"^properties\.[^.\s][^\s]*$")
 _JOB_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 OptIn = Literal["double", "single"]
 OnExit = Literal["remove", "keep"]
+Channel = Literal["email", "sms"]
+WithoutConsentDate = Literal["subscribe", "omit"]
 # the jobs file's words → Klaviyo's ``opt_in_process`` values
 OPT_IN_PROCESS: dict[str, str] = {"double": "double_opt_in", "single": "single_opt_in"}
 
@@ -111,6 +119,14 @@ class ExportJob(BaseModel):
     # from this list) are never subscribed, since subscribing lifts their suppression; True
     # subscribes them anyway (their consent becomes subscribed again)
     resubscribe: bool = False
+    # consent (README "Consent"): which channels a subscribe gives, where the phone and the
+    # consent dates are in Lytics, and whether past consent is imported as history
+    channels: tuple[Channel, ...] = ("email",)
+    phone_field: str | None = Field(default=None, min_length=1)
+    email_consent_field: str | None = Field(default=None, min_length=1)
+    sms_consent_field: str | None = Field(default=None, min_length=1)
+    historical_import: bool = False
+    without_consent_date: WithoutConsentDate | None = None
     backfill: bool = True
     api_key_env: str = Field(default="KLAVIYO_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
     webhook_token_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
@@ -150,6 +166,20 @@ class ExportJob(BaseModel):
         every subscribe job unless ``resubscribe``; force-add changes no consent."""
         return not (self.force_add or self.resubscribe)
 
+    @field_validator("channels")
+    @classmethod
+    def _channels_named(cls, value: tuple[Channel, ...]) -> tuple[Channel, ...]:
+        if not value:
+            raise ValueError('name at least one channel: ["email"], ["sms"] or both')
+        return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _consent_fields_fit(self) -> ExportJob:
+        problem = _consent_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     def selects(self, audience: str) -> bool:
         """True when ``audience`` (a segment id or slug) is one this job exports."""
         return audience in self.audiences
@@ -169,10 +199,27 @@ class ExportJob(BaseModel):
         """False for an add-only job (``on_exit = "keep"``): nobody is removed from the list."""
         return self.on_exit == "remove"
 
+    @property
+    def subscribes_sms(self) -> bool:
+        """True when a subscribe gives SMS marketing consent (``channels`` holds ``"sms"``)."""
+        return "sms" in self.channels
+
+    @property
+    def subscribes_email(self) -> bool:
+        """True when a subscribe gives email marketing consent (the default)."""
+        return "email" in self.channels
+
+    def consent_field(self, channel: Channel) -> str | None:
+        """The Lytics field holding ``channel``'s consent date, if the job names one."""
+        return self.email_consent_field if channel == "email" else self.sms_consent_field
+
     def lytics_fields(self) -> tuple[str, ...]:
-        """The Lytics fields this job reads: the email field first, then the mapped ones, then
-        ``_uid`` (so people without a usable email are counted once each)."""
-        return tuple(dict.fromkeys((self.email_field, *self.field_map, LYTICS_UID_FIELD)))
+        """The Lytics fields this job reads: the email field first, then the mapped ones, the
+        phone and consent-date fields, then ``_uid`` (so people without a usable email are
+        counted once each)."""
+        consent = (self.phone_field, self.email_consent_field, self.sms_consent_field)
+        return tuple(dict.fromkeys((self.email_field, *self.field_map,
+                                    *(f for f in consent if f), LYTICS_UID_FIELD)))
 
     def api_key(self, environ: dict[str, str] | None = None) -> str:
         """This job's Klaviyo private key, from ``api_key_env``; never logged."""
@@ -223,6 +270,39 @@ class JobsFile(BaseModel):
             if job.id == job_id:
                 return job
         raise UnknownJobError(job_id)
+
+
+def _consent_problem(job: ExportJob) -> str | None:
+    """Why the job's consent fields do not fit together, or None (the first problem)."""
+    missing = [f"{c}_consent_field" for c in job.channels if not job.consent_field(c)]
+    checks = (
+        (job.force_add and (job.historical_import or job.channels != ("email",)
+                            or bool(job.email_consent_field or job.sms_consent_field)),
+         "force_add adds to the list without changing consent: channels, consent fields and "
+         "historical_import apply only to subscribing jobs"),
+        (job.subscribes_sms and not job.phone_field,
+         'channels includes "sms": name the Lytics field holding the phone (phone_field)'),
+        (bool(job.phone_field) and "phone_number" in job.field_map.values(),
+         "phone_field and field_map both set phone_number: keep one (phone_field also sends "
+         "the phone with the SMS consent)"),
+        (bool(job.sms_consent_field) and not job.subscribes_sms,
+         'sms_consent_field is set but channels does not include "sms"'),
+        (bool(job.email_consent_field) and not job.subscribes_email,
+         'email_consent_field is set but channels does not include "email"'),
+        (job.historical_import and bool(missing),
+         f"historical_import needs the consent date of every channel: set "
+         f"{' and '.join(missing)}"),
+        (job.historical_import and job.without_consent_date is None,
+         'historical_import: say what happens to people without a past consent date: '
+         'without_consent_date = "subscribe" (a normal subscribe: a confirmation email on a '
+         'double opt-in list) or "omit" (left out)'),
+        (not job.historical_import and job.without_consent_date is not None,
+         "without_consent_date applies only with historical_import = true"),
+        (not job.historical_import and bool(job.email_consent_field or job.sms_consent_field),
+         "a consent field is only read with historical_import = true (Klaviyo refuses a "
+         "consent date on a normal subscribe)"),
+    )
+    return next((message for failed, message in checks if failed), None)
 
 
 def _list_target(job: ExportJob) -> str:

@@ -121,6 +121,12 @@ class JobKeys:
         """Zset of the Klaviyo bulk import jobs still being polled."""
         return f"{self.base}:kjobs"
 
+    @property
+    def conflicts(self) -> str:
+        """Hash email → JSON ``{identifier: value}``: identifiers Klaviyo said belong to another
+        profile (409 ``duplicate_profile``), left out of what is sent for this user."""
+        return f"{self.base}:conflicts"
+
     def user(self, email: str) -> str:
         return self.base + USER + email
 

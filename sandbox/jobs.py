@@ -144,7 +144,9 @@ def run_subscribe(account: Account, job: SubscribeJob, now: str) -> list[str]:
             job.completed += 1
             continue
         job.failed += 1
-        job.failures.append({"index": index, "code": "invalid", "detail": failure[1],
+        code = "duplicate_profile" if failure[0].endswith("/phone_number") and \
+            "belongs" in failure[1] else "invalid"
+        job.failures.append({"index": index, "code": code, "detail": failure[1],
                              "pointer": f"{ITEMS}/{index}{failure[0]}"})
     job.payload = None
     return batch.newly_pending
@@ -219,8 +221,14 @@ def _subscribe_one(batch: _Batch, attrs: dict[str, Any]) -> tuple[str, str] | No
     if email and email_marketing and not batch.pending:
         profile.email_marketing = batch.email_consent(email_marketing.get("consented_at") or now)
     sms_marketing = (subs.get("sms") or {}).get("marketing")
+    conflict = None
     if phone and sms_marketing:
-        profile.sms_marketing = batch.sms_consent(sms_marketing.get("consented_at") or now)
+        if account.owner("phone_number", phone) in (None, profile.id):
+            account.set_identifier(profile, "phone_number", phone)  # the phone consent is for
+            profile.sms_marketing = batch.sms_consent(sms_marketing.get("consented_at") or now)
+        else:  # another profile's phone: no SMS consent is recorded for either (unverified)
+            conflict = ("/attributes/phone_number",
+                        "This phone_number already belongs to another profile.")
     profile.updated = now
     if lst is not None:
         if not batch.pending:
@@ -228,17 +236,18 @@ def _subscribe_one(batch: _Batch, attrs: dict[str, Any]) -> tuple[str, str] | No
         elif profile.id not in lst.members and profile.id not in lst.pending:
             lst.pending[profile.id] = now
             batch.newly_pending.append(profile.id)
-    return None
+    return conflict
 
 
 def _find_or_create(account: Account, email: str | None, phone: str | None,
                     now: str) -> Profile:
-    """The profile with this email (else phone), created when missing; free
-    identifiers it lacks are filled in."""
+    """The profile with this email (without an email: with this phone), created when
+    missing; free identifiers it lacks are filled in. A new email with another profile's
+    phone gets its own profile (the email is the stronger identifier, as in upsert.py)."""
     emails, phones = account.index["email"], account.index["phone_number"]
     key = email.strip().lower() if email else None
     pid = emails.get(key) if key else None
-    if pid is None and phone:
+    if pid is None and phone and not key:
         pid = phones.get(phone)
     profile = account.profiles[pid] if pid is not None else account.create_profile(now)
     attrs = profile.attrs

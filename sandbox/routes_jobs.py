@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from sandbox import errors, paging
 from sandbox.clock import iso
 from sandbox.identity import email_error, job_id
@@ -26,8 +28,7 @@ def bulk_subscribe_profiles(ctx: Ctx) -> Reply:
     attributes = data["attributes"]
     profiles = attributes["profiles"]["data"]
     historical = bool(attributes.get("historical_import"))
-    if historical:
-        _check_consented_at(profiles)
+    _check_consent(profiles, historical)
     if ctx.sandbox.realism.subscribe_rejects_invalid_email:
         _refuse_invalid_emails(profiles)
     list_id = _list_id(ctx, data)
@@ -82,26 +83,47 @@ def _get(node: Any, *keys: str) -> Any:
     return node
 
 
-def _check_consented_at(profiles: list[dict[str, Any]]) -> None:
-    """``historical_import`` needs a past ``consented_at`` for every consent given."""
+def _check_consent(profiles: list[dict[str, Any]], historical: bool) -> None:
+    """One pass over the job (it runs for every subscribe call): ``historical_import`` needs a
+    past ``consented_at`` for every consent given, and without the flag any ``consented_at`` is
+    an error (spec ``SubscriptionParameters``); an SMS subscription needs the item's
+    ``phone_number`` (Klaviyo's 400 "'phone_number' must not be empty when the sms channel is
+    included", klaviyo-api-node #95)."""
+    if not historical:  # the usual job: no dates, email only; found at C speed, not per item
+        flat = orjson.dumps(profiles)
+        if b'"consented_at"' not in flat and b'"sms"' not in flat:
+            return
     now = datetime.now(UTC)
     for index, profile in enumerate(profiles):
-        subs = _get(profile, "attributes", "subscriptions") or {}
-        for channel in ("email", "sms"):
-            marketing = _get(subs, channel, "marketing")
-            if marketing is None:
+        attrs = profile.get("attributes") or {}
+        for channel, params in (attrs.get("subscriptions") or {}).items():
+            if channel == "sms" and params is not None and not attrs.get("phone_number"):
+                raise errors.invalid("'phone_number' must not be empty when the sms channel is "
+                                     "included in 'subscriptions'.",
+                                     pointer=f"{ITEMS}/{index}/attributes/phone_number")
+            marketing = params.get("marketing") if isinstance(params, dict) else None
+            if channel not in ("email", "sms") or marketing is None:
+                continue
+            stamp = marketing.get("consented_at")
+            if stamp is None and not historical:
                 continue
             pointer = f"{ITEMS}/{index}/attributes/subscriptions/{channel}/marketing/consented_at"
-            stamp = marketing.get("consented_at")
-            if not stamp:
-                raise errors.invalid("consented_at is required when historical_import is true.",
-                                     pointer=pointer)
-            try:
-                when = datetime.fromisoformat(stamp)
-            except (TypeError, ValueError):
-                raise errors.invalid("consented_at is not a date-time.", pointer=pointer) from None
-            if (when if when.tzinfo else when.replace(tzinfo=UTC)) > now:
-                raise errors.invalid("consented_at must be in the past.", pointer=pointer)
+            _check_stamp(stamp, historical, now, pointer)
+
+
+def _check_stamp(stamp: Any, historical: bool, now: datetime, pointer: str) -> None:
+    if not historical:
+        raise errors.invalid("consented_at may only be given when historical_import is true.",
+                             pointer=pointer)
+    if not stamp:
+        raise errors.invalid("consented_at is required when historical_import is true.",
+                             pointer=pointer)
+    try:
+        when = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        raise errors.invalid("consented_at is not a date-time.", pointer=pointer) from None
+    if (when if when.tzinfo else when.replace(tzinfo=UTC)) > now:
+        raise errors.invalid("consented_at must be in the past.", pointer=pointer)
 
 
 def bulk_import_profiles(ctx: Ctx) -> Reply:

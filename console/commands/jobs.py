@@ -27,8 +27,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def row(job: ExportJob) -> tuple[str, ...]:
     """The table cells for one job."""
     target = job.list_id or f"new: {job.list_name()}"
-    return (job.id, job.label or "-", ", ".join(job.audiences), target,
-            "force-add" if job.force_add else "subscribe", "yes" if job.backfill else "no")
+    return (job.id, job.label or "-", ", ".join(job.audiences), target, mode(job),
+            "yes" if job.backfill else "no")
+
+
+def mode(job: ExportJob) -> str:
+    """How the job puts people on the list: ``force-add``, or ``subscribe`` with its channels
+    when not email alone, and ``historical`` for a historical import."""
+    if job.force_add:
+        return "force-add"
+    details = [] if job.channels == ("email",) else ["+".join(job.channels)]
+    if job.historical_import:
+        details.append(f"historical, no date: {job.without_consent_date}")
+    return "subscribe" + (f" ({'; '.join(details)})" if details else "")
 
 
 def table(rows: Sequence[tuple[str, ...]]) -> str:

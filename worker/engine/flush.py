@@ -31,13 +31,14 @@ from core import names
 from core.jobs import ExportJob
 from core.keys import account_ids_key
 from core.settings import load_settings
-from worker.engine import confirm, imports, optouts
+from worker.engine import confirm, consent, imports, optouts
 from worker.engine.isolate import send_isolating
 from worker.engine.plan import (
     applied_accepted,
     applied_in,
     applied_try,
     applied_wait,
+    has_profile_fields,
     make_plan,
     profile_attributes,
 )
@@ -53,6 +54,7 @@ from worker.klaviyo.errors import (
 from worker.limits import retry
 from worker.limits.gate import Throttled
 from worker.state.codes import FORGET, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED, RETRY
+from worker.state.conflicts import IDENTIFIERS, Conflict, ConflictStore, strip
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetter, DeadLetterStore
 from worker.state.desired import Desired, DesiredState
@@ -214,21 +216,52 @@ class Flusher:
             raise
 
     def _subscribe(self, chunk: list[Desired]) -> None:
-        def send(batch: list[Desired]) -> None:
-            people = [
-                subscriptions.SubscribeProfile(email=u.email, consented_at=None) for u in batch
-            ]
-            self._telling(
-                batch,
-                lambda: subscriptions.subscribe_profiles(self.ctx.client, self.ctx.list_id, people),
-            )
+        """Subscribe a chunk: channels with a consent time in a ``historical_import`` job, the
+        rest in a normal one (consent.py); a user is released once all their parts are sent."""
+        job = self.ctx.job
+        taken = self._conflicts(chunk) if job.subscribes_sms else {}
+        parts = consent.subscribe_parts(job, chunk, taken)
+        sent: dict[str, Desired] = {}
+        on_list: set[str] = set()
+        refused: dict[str, tuple[Desired, str]] = {}
+        for historical, part in ((True, parts.historical), (False, parts.normal)):
 
-        if self.ctx.awaits_confirmation:
-            confirm.start_watermark(self.ctx.state)
-        result = send_isolating(chunk, send)
-        accepted = applied_wait if self.ctx.awaits_confirmation else applied_in
-        self._release([(u.email, accepted(u)) for u in result.sent], settle=True)
-        self._dead_letter(result.refused, "klaviyo:" + ops.BULK_SUBSCRIBE.name)
+            def send(batch: consent.Part, history: bool = historical) -> None:
+                people = [p for _, p in batch]
+                try:
+                    self._telling(
+                        [u for u, _ in batch],
+                        lambda: subscriptions.subscribe_profiles(
+                            self.ctx.client, self.ctx.list_id, people, historical_import=history
+                        ),
+                    )
+                except NOT_CARRIED_OUT:  # their historical part was sent: still ``try``
+                    told = [u for u, _ in batch if u.email in sent]
+                    self.ctx.state.set_applied([(u.email, applied_try(u)) for u in told])
+                    raise
+
+            if not historical and part and self.ctx.awaits_confirmation:
+                confirm.start_watermark(self.ctx.state)
+            result = send_isolating(part, send)
+            sent.update((u.email, u) for u, _ in result.sent)
+            if historical:  # historical_import: on the list at once, no confirmation
+                on_list.update(u.email for u, _ in result.sent)
+            refused.update((u.email, (u, why)) for (u, _), why in result.refused)
+        waits = self.ctx.awaits_confirmation
+        self._release(
+            [
+                (u.email, applied_wait(u) if waits and u.email not in on_list else applied_in(u))
+                for u in sent.values()
+            ],
+            settle=True,
+        )
+        given_up = [r for email, r in refused.items() if email not in sent]
+        self._dead_letter([*given_up, *parts.unsendable], "klaviyo:" + ops.BULK_SUBSCRIBE.name)
+
+    def _conflicts(self, users: list[Desired]) -> dict[str, Conflict]:
+        """Identifiers known to belong to another profile, for users who carry one."""
+        carrying = [u.email for u in users if any(k in u.attributes for k in IDENTIFIERS)]
+        return ConflictStore(self.ctx.state.redis, self.ctx.state.keys).read(carrying)
 
     # --- attributes and force-add through bulk import ----------------------------------------
     def _refresh(self, users: list[Desired]) -> None:
@@ -236,14 +269,16 @@ class Flusher:
         self._release([(u.email, applied_accepted(u)) for u in users])
 
     def _refresh_attributes(self, users: list[Desired]) -> None:
+        users = [u for u in users if has_profile_fields(u)]
         if users:
             self._import(users, list_id=None)
 
     def _import(self, users: list[Desired], list_id: str | None) -> None:
+        taken = self._conflicts(users)  # a 409 earlier: sent without the other's identifier
         for chunk in imports.chunks(users, profile_attributes):
 
             def send(batch: list[Desired], lid: str | None = list_id) -> None:
-                records = [profile_attributes(u) for u in batch]
+                records = [strip(profile_attributes(u), taken.get(u.email)) for u in batch]
                 create = partial(imports.create, self.ctx.client, records, lid)
                 # an attribute refresh (no list) changes no membership: nothing to record first
                 job = create() if lid is None else self._telling(batch, create)

@@ -4,10 +4,18 @@ A force-add import holds its users in ``inflight`` until Klaviyo reports the job
 complete, so a later removal can never overtake it. An attribute refresh holds
 nobody; we only collect its per-profile errors. Each outstanding job is a JSON
 record under ``kjob:<id>`` plus a member of the job's ``kjobs`` set.
+
+An import error names its profile by ``original_payload`` when Klaviyo includes it (it is
+optional), else by the index in its ``source.pointer``: the record keeps the users in the
+order they were sent. A profile refused because its phone number or external id belongs to
+another profile (409 ``duplicate_profile``) is not dead-lettered: the value is remembered
+(:mod:`worker.state.conflicts`), counted once as ``dropped:<identifier>_conflict``, and the
+user is sent again without it. Only what cannot be sent at all is dead-lettered.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,14 +26,19 @@ import orjson
 from contract import operations as ops
 from worker.engine.plan import applied_in
 from worker.klaviyo import bulk_import
+from worker.klaviyo.bulk_import import ImportFailure
 from worker.klaviyo.client import KlaviyoClient
-from worker.state.codes import FORGET, RETRY
+from worker.state.codes import APPLIED_IN, FORGET, RETRY, applied_code
+from worker.state.conflicts import IDENTIFIERS, Conflict, ConflictStore, reason
+from worker.state.counters import JobCounters, person_digest
 from worker.state.deadletter import DeadLetter, DeadLetterStore
 from worker.state.desired import Desired, DesiredState
 
 MAX_PROFILES = ops.BULK_IMPORT.batch_cap
 MAX_BYTES = (ops.BULK_IMPORT.max_bytes or 0) * 4 // 5  # 4 of 5 MB: room for the envelope
 FINISHED = frozenset({"complete", "cancelled", "failed"})
+DUPLICATE_PROFILE = "duplicate_profile"
+_ITEM = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
 
 
 def chunks(
@@ -99,26 +112,78 @@ def poll(
             [e for e, _ in users] if record["hold"] else [], int((time.time() + lease_s) * 1000)
         )
         return PollResult(finished=False)
-    refused = (
-        _refused(client, kjob_id, {e for e, _ in users})
+    failures = (
+        _refused(client, kjob_id, [e for e, _ in users])
         if job.failed or job.status != "complete"
         else {}
     )
+    resend = _conflicts(state, failures)
+    refused = {
+        e: f"{f.code}: {f.detail or f.title}" for e, f in failures.items() if e not in resend
+    }
     _finish(
-        state, letters=letters, kjob_id=kjob_id, record=record, refused=refused, status=job.status
+        state, letters=letters, kjob_id=kjob_id, record=record, refused=refused, status=job.status,
+        resend=resend,
     )
     return PollResult(finished=True, refused=len(refused))
 
 
-def _refused(client: KlaviyoClient, kjob_id: str, emails: set[str]) -> dict[str, str]:
-    """Email → Klaviyo's reason, for each profile the import refused."""
+def _refused(client: KlaviyoClient, kjob_id: str, emails: list[str]) -> dict[str, ImportFailure]:
+    """Email → Klaviyo's error, for each profile the import refused (a conflict preferred when
+    a profile has several errors)."""
     errors = list(bulk_import.iter_import_errors(client, kjob_id))  # each page is charged
-    out: dict[str, str] = {}
+    known = set(emails)
+    out: dict[str, ImportFailure] = {}
     for err in errors:
         email = (err.email or "").strip().lower()
-        if email in emails:
-            out[email] = f"{err.code}: {err.detail or err.title}"
+        if email not in known:
+            email = _by_pointer(err.pointer, emails) or ""
+        if email and (email not in out or err.code == DUPLICATE_PROFILE):
+            out[email] = err
     return out
+
+
+def _by_pointer(pointer: str | None, emails: list[str]) -> str | None:
+    """The user an error's ``source.pointer`` names by its index in the job, if any."""
+    found = _ITEM.match(pointer or "")
+    index = int(found.group(1)) if found else -1
+    return emails[index] if 0 <= index < len(emails) else None
+
+
+def _conflicting(failure: ImportFailure) -> tuple[str, ...]:
+    """The identifiers a ``duplicate_profile`` error can be about: the one its pointer names,
+    else every identifier that can conflict."""
+    if failure.code != DUPLICATE_PROFILE:
+        return ()
+    named = (failure.pointer or "").rsplit("/", 1)[-1]
+    return (named,) if named in IDENTIFIERS else IDENTIFIERS
+
+
+def _conflicts(state: DesiredState, failures: dict[str, ImportFailure]) -> set[str]:
+    """Remember each 409's conflicting identifier values and count them; return the users to
+    send again without them (those for whom a value not yet known to conflict was sent)."""
+    candidates = {e: ids for e, f in failures.items() if (ids := _conflicting(f))}
+    if not candidates:
+        return set()
+    store = ConflictStore(state.redis, state.keys)
+    known = store.read(list(candidates))
+    found: dict[str, Conflict] = {}
+    for user in state.read(list(candidates)):
+        mine = known.get(user.email, {})
+        # one identifier at a time (the one named, else phone first): a 409 that does not say
+        # which identifier is taken costs one more import, not a value that was fine
+        new = next(({k: v} for k in candidates[user.email]
+                    if isinstance(v := user.attributes.get(k), str) and v and mine.get(k) != v),
+                   None)
+        if new:
+            found[user.email] = new
+    store.add(found)
+    people: dict[str, set[str]] = {}
+    for email, conflict in found.items():
+        for identifier in conflict:
+            people.setdefault(reason(identifier), set()).add(person_digest(f"email:{email}"))
+    JobCounters(state.redis, state.keys.prefix, state.keys.job_id).dropped(people)
+    return set(found)
 
 
 def _finish(
@@ -129,17 +194,25 @@ def _finish(
     record: dict[str, Any],
     refused: dict[str, str],
     status: str,
+    resend: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     users: list[list[str]] = record["users"]
     source = "klaviyo:" + ops.BULK_IMPORT.name
+    now = int(time.time() * 1000)
     if refused:
         letters.add([DeadLetter(email=e, reason=r, source=source) for e, r in refused.items()])
     if record["hold"]:
         ok = status == "complete"
-        now = int(time.time() * 1000)
         state.release(
-            [(e, FORGET if e in refused else (val if ok else RETRY)) for e, val in users], now
+            [(e, FORGET if e in refused else (val if ok and e not in resend else RETRY))
+             for e, val in users], now
         )
+    elif resend:
+        # an attribute refresh, released already: its fields are sent again (without the
+        # conflicting value) by recording them as not yet sent
+        again = [u for u in state.read(sorted(resend)) if u.applied_in]
+        state.set_applied([(u.email, applied_code(APPLIED_IN, "")) for u in again])
+        state.release([(u.email, RETRY) for u in again], now)
     pipe = state.redis.pipeline()
     pipe.delete(state.keys.import_job(kjob_id))
     pipe.zrem(outstanding_key(state), kjob_id)

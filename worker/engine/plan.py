@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from worker.engine.normalize import klaviyo_attributes
 from worker.state.codes import APPLIED_IN, APPLIED_TRY, APPLIED_WAIT, FORGET, applied_code
 from worker.state.desired import Desired
 
@@ -67,5 +68,11 @@ def applied_try(user: Desired) -> str:
 
 
 def profile_attributes(user: Desired) -> dict[str, object]:
-    """The Klaviyo profile for a bulk import: email plus mapped fields."""
-    return {**user.attributes, "email": user.email}
+    """The Klaviyo profile for a bulk import: email plus mapped fields (consent channels and
+    dates travel with the attributes but are sent only with the subscribe)."""
+    return {**klaviyo_attributes(user.attributes), "email": user.email}
+
+
+def has_profile_fields(user: Desired) -> bool:
+    """True when the user carries fields a bulk import would write (not only consent)."""
+    return bool(klaviyo_attributes(user.attributes))

@@ -94,6 +94,11 @@ def mark_events(
                 person_digest(identity(job, event.profile)))
             continue
         person = person_digest(f"email:{mapped.email}")
+        if not mapped.exported and event.action is not Action.EXIT:
+            # no channel to subscribe on (consent): not exported; an exit still removes, as the
+            # person may be on the list from before
+            out.omitted[mapped.omitted or "no_email"].add(person)
+            continue
         for reason in mapped.dropped:
             out.dropped[reason].add(person)
         ts_ns = event.ts_ns

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from celery import Task, signals
@@ -185,6 +186,9 @@ def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> bool:
         poll_import.apply_async(
             (job_id, kjob_id), {"attempt": again.attempt}, countdown=again.countdown
         )
+    elif runtime.redis_client().zcount(runtime.job_keys(job_id).pending, "-inf",
+                                       int(time.time() * 1000)):
+        schedule_flush(job_id, 0.0)  # users handed back (sent again without a 409's value)
     return again is None
 
 
