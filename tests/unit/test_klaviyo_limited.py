@@ -16,7 +16,7 @@ from core.keys import rate_limit_key
 from tests.unit.klaviyo_fakes import BASE, fake_client
 from worker.klaviyo import bulk_import, lists
 from worker.klaviyo.client import KlaviyoClient
-from worker.klaviyo.errors import RateLimited
+from worker.klaviyo.errors import KlaviyoError, RateLimited
 from worker.limits.gate import Gate, Throttled
 from worker.limits.ratelimit import RateLimiter
 
@@ -135,3 +135,21 @@ def test_the_real_limiter_pauses_the_operation_after_a_429(
     with pytest.raises(Throttled):  # the next request waits for the cool-down: not sent
         lists.get_list(client, "L1")
     assert len(rsps.calls) == 1
+
+
+def test_every_answer_but_a_429_is_handed_back_with_its_ticket(
+        limited: KlaviyoClient, counting: Counting, rsps: responses.RequestsMock) -> None:
+    """The limiter learns from the RateLimit-* headers of successes and refusals alike; a 429
+    carries Retry-After instead and only pauses the operation."""
+    rate = {"RateLimit-Limit": "750", "RateLimit-Remaining": "700", "RateLimit-Reset": "12"}
+    rsps.get(f"{BASE}/api/lists/L1", json={"data": {"type": "list", "id": "L1",
+                                                     "attributes": {"name": "VIP"}}},
+             headers=rate)
+    rsps.get(f"{BASE}/api/lists/L2", status=404, json={"errors": []}, headers=rate)
+    rsps.get(f"{BASE}/api/lists/L3", status=429, headers={"Retry-After": "3"})
+    lists.get_list(limited, "L1")
+    for missing in ("L2", "L3"):
+        with pytest.raises(KlaviyoError):
+            lists.get_list(limited, missing)
+    assert counting.observed == [(ops.GET_LIST.name, 1, "700"), (ops.GET_LIST.name, 2, "700")]
+    assert counting.cooled == [(ops.GET_LIST.name, 3.0)]

@@ -175,7 +175,7 @@ local qlo, qhi = tonumber(ARGV[7]), tonumber(ARGV[8])
 local Ls, amax = tonumber(ARGV[9]), tonumber(ARGV[10])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local c = redis.call('HMGET', KEYS[1], 'lo', 'hi', 'f', 'fw', 'fc', 'fp', 'a')
+local c = redis.call('HMGET', KEYS[1], 'lo', 'hi', 'f', 'fw', 'su', 'sx', 'a', 'first')
 local lo, hi = tonumber(c[1]), tonumber(c[2])
 local rtt = math.max(0, now - g)
 local a = tonumber(c[7])
@@ -219,19 +219,25 @@ if lo then
   -- the window the observed call was counted in ends at about g..now + r
   local ws = math.floor(((g + now) / 2 + r - (lo + hi) / 2) / Ls + 0.5) - 1
   if ws == gw then
+    -- others' calls so far; their window total is estimated as sum(used) / sum(elapsed)
+    -- over the window's answers (exact for a client spread evenly, high for a bursty one)
     local used = math.max(0, lim - rem - seq)
-    local x = math.max(0.5, 1 - r / Ls)
-    local f, fw = tonumber(c[3]), tonumber(c[4])
-    local fc, fp = tonumber(c[5]) or 0, tonumber(c[6]) or 0
-    if fw == nil or ws > fw then
-      if fw ~= nil then f = math.max(fp, (f or 0) * 0.5) end
-      fw, fc, fp = ws, 0, 0
+    local x = math.min(1, math.max(0, 1 - r / Ls))
+    local f, fw, first = tonumber(c[3]), tonumber(c[4]), tonumber(c[8])
+    local su, sx = tonumber(c[5]) or 0, tonumber(c[6]) or 0
+    if fw == nil then fw, first = ws, 1 end
+    if ws > fw then
+      f = math.max(su / math.max(sx, 0.2), (f or 0) * 0.5)
+      fw, su, sx, first = ws, 0, 0, 0
     end
     if ws == fw then
-      fc, fp = math.max(fc, used), math.max(fp, used / x)
-      if f == nil then f = fp end
+      su, sx = su + used, sx + x
+      if first == 1 then f = su / math.max(sx, 0.5) end
+      for _, v in ipairs({'f', f or 0, 'fw', fw, 'fc', used, 'su', su, 'sx', sx,
+                          'first', first}) do
+        table.insert(fields, v)
+      end
     end
-    for _, v in ipairs({'f', f, 'fw', fw, 'fc', fc, 'fp', fp}) do table.insert(fields, v) end
   end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
