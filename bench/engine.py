@@ -63,7 +63,6 @@ class EngineStack:
                 "EXPORT_JOBS_FILE": str(self.jobs_file),
                 "KEY_PREFIX": self.prefix,
                 "RATE_LIMIT_SPEED": "1",
-                "RATE_LIMIT_HEADROOM": "1.0",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -74,6 +73,7 @@ class EngineStack:
         self.jobs_file.write_text(
             f'[[jobs]]\nid = "{self.job}"\naudiences = ["{AUDIENCE}"]\n'
             f'new_list_name = "bench {self.tag}"\n'
+            'new_list_opt_in = "single"\n'
             f"force_add = {'true' if self.force_add else 'false'}\n",
             encoding="utf-8",
         )
