@@ -83,19 +83,22 @@ def limiter(redis_client: redis.Redis) -> RateLimiter:
 
 class TestSharedQuota:
     def test_a_foreign_client_at_15_percent_gets_no_429_and_we_use_90_percent_of_the_rest(
-        self, limiter: RateLimiter
+        self, redis_client: redis.Redis
     ) -> None:
         """An account at a random phase, another integration spending 15 % of every window:
-        not one of our calls is refused, and each window carries at least 90 % of the
-        127.5 calls the other integration leaves (windows of 1 s at speed 60)."""
+        not one of our calls is refused, and each window carries at least 90 % of the 51
+        calls the other integration leaves of 60 (windows of 2 s at speed 30, slow enough
+        for a loaded machine to keep up with)."""
         # given
-        model = account(speed=60, foreign_share=0.15)
+        op = Operation("t", "POST", "/t", burst=10, steady=60)
+        limiter = RateLimiter(redis_client, prefix="cal", headroom=0.95, speed=30)
+        model = account(speed=30, foreign_share=0.15)
         # when
-        run = drive(limiter, model, OP, seconds=6.5)
+        run = drive(limiter, model, op, seconds=11)
         # then
-        left = OP.steady * (1 - 0.15)
+        left = op.steady * (1 - 0.15)
         assert run.refused_by_account == 0
-        assert len(run.full_windows()) >= 3
+        assert len(run.full_windows()) >= 2
         assert min(run.full_windows()) >= 0.9 * left, run.per_window
 
     def test_the_foreign_reserve_is_learnt_from_remaining(self, limiter: RateLimiter) -> None:
@@ -122,11 +125,12 @@ class TestSharedQuota:
 
 
 class TestPhase:
-    def test_whole_second_resets_pin_the_boundary_within_a_tenth_of_a_second(
+    def test_whole_second_resets_pin_the_boundary_within_their_own_rounding(
         self, redis_client: redis.Redis
     ) -> None:
-        """At Klaviyo's real speed ``RateLimit-Reset`` is whole seconds; answers at different
-        fractions of a second narrow the window's end far below one second."""
+        """At Klaviyo's real speed ``RateLimit-Reset`` is whole seconds, rounded up by the
+        sandbox and perhaps down by Klaviyo: answers at different fractions of a second
+        narrow the window's end to that one second of doubt, and it holds the real end."""
         # given
         limiter = RateLimiter(redis_client, prefix="cal", headroom=0.95, speed=1)
         model = account(speed=1, foreign_share=0.15, seed=3)
@@ -140,13 +144,29 @@ class TestPhase:
             assert grant.granted and found is not None and found.resolution == 1.0
             limiter.observe(ACCOUNT, op, grant, found)
             time.sleep(0.11)
-        # then: the learnt interval is narrow and holds the account's real boundary
+        # then: the learnt interval is about a second wide and holds the real boundary
         learnt = limiter.calibration(ACCOUNT, op)
         lo, hi = learnt["lo"] / 1e6, learnt["hi"] / 1e6
         boundary = model.phase(ACCOUNT)[1] % 60
-        assert hi - lo <= 0.15
+        assert hi - lo <= 1.15
         offset = (boundary - lo) % 60
         assert offset <= hi - lo + 0.002 or offset >= 60 - 0.002
+
+    def test_fractional_resets_pin_the_boundary_within_a_few_milliseconds(
+        self, limiter: RateLimiter
+    ) -> None:
+        """At speed 60 the sandbox's Reset has three decimals: the boundary is pinned to the
+        round trip."""
+        # given
+        model = account(speed=60, foreign_share=0.15, seed=5)
+        # when
+        drive(limiter, model, OP, seconds=1.5)
+        # then
+        learnt = limiter.calibration(ACCOUNT, OP)
+        lo, hi = learnt["lo"] / 1e6, learnt["hi"] / 1e6
+        boundary = (model.phase(ACCOUNT)[1] / 60) % 1.0
+        assert hi - lo <= 0.01
+        assert min((boundary - lo) % 1.0, (lo - boundary) % 1.0) <= 0.01
 
     def test_a_full_window_waits_for_the_accounts_boundary_not_the_clocks_minute(
         self, redis_client: redis.Redis

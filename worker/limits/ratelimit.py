@@ -8,9 +8,10 @@ same account spend the same quota. Every non-429 answer carries ``RateLimit-Limi
 :meth:`RateLimiter.observe` learns from them, per (account, operation):
 
 - **the steady window's phase**: a call granted at server time ``g`` and observed at ``o``
-  with ``Reset = r`` says the window ends in ``(g + r - q, o + r + q']`` (``q`` the header's
-  resolution); the intersection of these intervals, kept as ``[lo, hi]``, converges on the
-  boundary. Until the first answer the phase is unknown and every call counts in two
+  with ``Reset = r`` says the window ends in ``[g + r - q, o + r + q]`` (``q``: half the
+  grain of a fractional header; a whole second for whole seconds, which Klaviyo may round
+  either way); the intersection of these intervals, kept as ``[lo, hi]``, converges on the
+  boundary (within a second for whole-second headers). Until the first answer the phase is unknown and every call counts in two
   windows (so no window of Klaviyo's can see more than our allowance); a call that may reach
   Klaviyo on either side of a boundary (inside ``[lo, hi]`` widened by the arrival spread)
   still counts in both;
@@ -351,10 +352,11 @@ class RateLimiter:
         if not grant.granted:
             return False
         reset_us = headers.reset * _US
-        below = headers.resolution * _US
-        above = 0.0 if headers.resolution >= 1 else headers.resolution * _US / 2
-        if headers.resolution < 1:
-            below /= 2
+        # a fractional header is rounded (half its grain either way); whole seconds may be
+        # rounded up (the sandbox) or down (not documented for Klaviyo): a whole grain
+        # either way, so the learnt boundary is safe under both
+        grain = headers.resolution * _US
+        below = above = grain if headers.resolution >= 1 else grain / 2
         keys = [self._key(account, op, "c"), self._key(account, op, "s")]
         args: list[float] = [
             grant.at_us, grant.window, grant.seq, headers.limit, headers.remaining, reset_us,
