@@ -11,10 +11,10 @@ same account spend the same quota. Every non-429 answer carries ``RateLimit-Limi
   with ``Reset = r`` says the window ends in ``[g + r - q, o + r + q]`` (``q``: half the
   grain of a fractional header; a whole second for whole seconds, which Klaviyo may round
   either way); the intersection of these intervals, kept as ``[lo, hi]``, converges on the
-  boundary (within a second for whole-second headers). Until the first answer the phase is unknown and every call counts in two
-  windows (so no window of Klaviyo's can see more than our allowance); a call that may reach
-  Klaviyo on either side of a boundary (inside ``[lo, hi]`` widened by the arrival spread)
-  still counts in both;
+  boundary (within a second for whole-second headers). Until the first answer the phase
+  is unknown and every call counts in two windows (so no window of Klaviyo's can see more
+  than our allowance); a call that may reach Klaviyo on either side of a boundary (inside
+  ``[lo, hi]`` widened by the arrival spread) still counts in both;
 - **the limit** (``RateLimit-Limit`` is trusted over the operation table);
 - **the foreign share**: ``Limit - Remaining`` is what the whole account has used; less our
   own calls in that window, it is what others used. The reserve for others in a window is
