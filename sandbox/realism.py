@@ -11,7 +11,7 @@ is a log-normal with a 3 s median, sigma 1 and a 120 s cap (a long tail), and
 ``"uniform:1,5"`` is uniform between 1 s and 5 s. Two distributions have names
 (:data:`NAMED_DELAYS`): ``"realistic"`` is the job delay of a real account under load
 (the default), ``"short"`` the same shape (a log-normal with sigma 1, out of arrival order,
-with a tail) at a seventh of the median, for test suites that run hundreds of jobs.
+with a tail) at a median of 0.4 s instead of 3 s, for test suites that run hundreds of jobs.
 """
 
 from __future__ import annotations

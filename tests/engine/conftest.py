@@ -3,8 +3,8 @@
 The sandbox runs its realistic profile (double opt-in lists by default, a random window
 phase per account, per-call latency, a foreign client using 10 % of every window, 409s,
 whole-job 400s, suppressions) at Klaviyo's real limits. Only the asynchronous job delay is
-shortened: ``SUITE_JOB_DELAY`` ("short", the realistic distribution's shape at a seventh
-of its median; docs/sandbox.md says why). Jobs that expect people on the list at once ask
+shortened: ``SUITE_JOB_DELAY`` ("short", the realistic distribution's shape with a 0.4 s
+median instead of 3 s; docs/sandbox.md says why). Jobs that expect people on the list at once ask
 for ``new_list_opt_in = "single"``.
 """
 
