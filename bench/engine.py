@@ -65,7 +65,6 @@ class EngineStack:
                 "EXPORT_JOBS_FILE": str(self.jobs_file),
                 "KEY_PREFIX": self.prefix,
                 "RATE_LIMIT_SPEED": "1",
-                "RATE_LIMIT_HEADROOM": "1.0",
                 "PYTHONUNBUFFERED": "1",
             }
         )

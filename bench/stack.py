@@ -120,7 +120,6 @@ class Sandbox:
                 str(self.port),
                 "--speed",
                 str(speed),
-                "--profile=fast",
                 "--log-level",
                 "warning",
             ],

@@ -228,8 +228,9 @@ def optouts_lock_key(prefix: str, account: str) -> str:
 
 
 def rate_limit_key(prefix: str, account: str, operation: str, window: str) -> str:
-    """The limiter's key for one (account, operation): ``cd`` the cool-down, ``b``/``s``/``d``
-    the burst, steady and daily windows."""
+    """The limiter's key for one (account, operation): ``cd`` the cool-down, ``bl`` the burst
+    log, ``s``/``d`` the steady and daily windows, ``c`` what was learnt of the account's
+    steady window (phase, limit, foreign share)."""
     return f"{prefix}:rl:{account}:{operation}:{window}"
 
 

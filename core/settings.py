@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="kae", pattern=r"^[A-Za-z0-9_.:-]+$")
     flush_interval_seconds: PositiveFloat = 1.0
     flush_batch_size: int = Field(default=1000, ge=1, le=10_000)
-    rate_limit_headroom: float = Field(default=0.9, gt=0, le=1)
+    rate_limit_headroom: float = Field(default=0.95, gt=0, le=1)
     rate_limit_speed: PositiveFloat = 1.0
     http_connect_timeout: PositiveFloat = 5.0
     http_read_timeout: PositiveFloat = 30.0

@@ -128,7 +128,7 @@ def start_klaviyo(environ: Mapping[str, str], procs: Processes, profiles: list[d
     port = free_port()
     child = procs.spawn("sandbox", [
         sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port),
-        "--lytics-members", str(members), "--log-level", "warning", "--profile=fast"], environ)
+        "--lytics-members", str(members), "--log-level", "warning"], environ)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_ok(f"{url}/_sandbox/faults") or not child.alive(), 30,
              "the sandbox to listen")

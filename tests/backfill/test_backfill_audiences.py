@@ -43,7 +43,8 @@ def _exit_and_settle(stack: Stack, audience: str, emails: set[str], stays: set[s
 def test_a_row_in_two_audiences_stays_after_exiting_one(stack: Stack, tmp_path: Path) -> None:
     """A row naming aud_a and aud_b is recorded in both: a later exit from aud_a leaves the
     user on the list, while a user only in aud_a goes."""
-    stack.write_jobs({"id": "bf", "audiences": ["aud_a", "aud_b"], "new_list_name": "Two"})
+    stack.write_jobs({"id": "bf", "audiences": ["aud_a", "aud_b"],
+                      "new_list_opt_in": "single", "new_list_name": "Two"})
     stack.start_worker(concurrency=2)
     rows = [{"email": "both@example.com", "segments": ["aud_a", "aud_b"]},
             {"email": "only_a@example.com", "segments": ["aud_a"]},
@@ -84,7 +85,8 @@ def test_rows_in_none_of_the_jobs_audiences_are_left_out_once_each(
     rows naming other segments only are counted by the run as not_in_audience, and are none of
     the job's people (its counters hold no set of everyone outside it); chunks hold at most the
     bulk cap of people, whatever their audiences."""
-    stack.write_jobs({"id": "bf", "audiences": ["vip", "buyers"], "new_list_name": "Mixed"})
+    stack.write_jobs({"id": "bf", "audiences": ["vip", "buyers"],
+                      "new_list_opt_in": "single", "new_list_name": "Mixed"})
     stack.start_worker(concurrency=2)
     path = tmp_path / "mixed.jsonl"
     expected, outside, bad, total = _mixed_file(path)
@@ -108,7 +110,8 @@ def test_rows_in_none_of_the_jobs_audiences_are_left_out_once_each(
 
 def test_a_profile_in_two_scans_stays_after_exiting_one(stack: Stack) -> None:
     """Lytics' scan source records each scanned audience: someone in both scans is in both."""
-    stack.write_jobs({"id": "bf", "audiences": ["vip", "buyers"], "new_list_name": "Scans"})
+    stack.write_jobs({"id": "bf", "audiences": ["vip", "buyers"],
+                      "new_list_opt_in": "single", "new_list_name": "Scans"})
     stack.start_worker(concurrency=2)
     stack.admin("POST", "lytics/segments/vip",
                 json=[{"email": "both@example.com"}, {"email": "vip@example.com"}])
@@ -122,7 +125,8 @@ def test_a_profile_in_two_scans_stays_after_exiting_one(stack: Stack) -> None:
 
 def _exited_an_hour_ago(stack: Stack, email: str) -> int:
     """A job on vip whose workers recorded ``email``'s exit, stamped an hour ago."""
-    stack.write_jobs({"id": "bf", "audiences": ["vip"], "new_list_name": "As of"})
+    stack.write_jobs({"id": "bf", "audiences": ["vip"],
+                      "new_list_opt_in": "single", "new_list_name": "As of"})
     stack.start_worker(concurrency=2)
     exited_at = time.time_ns() - HOUR_NS
     stack.send("bf", [event(email, "vip", Action.EXIT, exited_at)])
@@ -174,7 +178,8 @@ def _refused(stack: Stack, *args: str) -> str:
 def test_a_wrong_input_is_refused_before_any_call_to_klaviyo(stack: Stack, tmp_path: Path) -> None:
     """A missing file, an --as-of in the future or unparsable, a file of unknown format, no
     Lytics token: one line, exit 2, and the sandbox saw no call (no list was created)."""
-    stack.write_jobs({"id": "bf", "audiences": ["vip"], "new_list_name": "Never"})
+    stack.write_jobs({"id": "bf", "audiences": ["vip"],
+                      "new_list_opt_in": "single", "new_list_name": "Never"})
     stack.admin("DELETE", "stats")
     members = write_jsonl(tmp_path / "m.jsonl", [{"email": "a@example.com"}])
     binary = tmp_path / "m.bin"

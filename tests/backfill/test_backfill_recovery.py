@@ -27,7 +27,8 @@ VISIBILITY = 10  # seconds: the shortest the settings allow
 
 @pytest.fixture
 def bf(stack: Stack) -> Stack:
-    stack.write_jobs({"id": "bf", "audiences": ["vip"], "new_list_name": "Backfill"})
+    stack.write_jobs({"id": "bf", "audiences": ["vip"],
+                      "new_list_opt_in": "single", "new_list_name": "Backfill"})
     return stack
 
 

@@ -14,7 +14,8 @@ N = 100_000
 
 @pytest.fixture
 def big(stack: Stack) -> Stack:
-    stack.write_jobs({"id": "bf", "audiences": ["vip"], "new_list_name": "Backfill 100k"})
+    stack.write_jobs({"id": "bf", "audiences": ["vip"],
+                      "new_list_opt_in": "single", "new_list_name": "Backfill 100k"})
     stack.start_worker("w1", concurrency=2)
     stack.start_worker("w2", concurrency=2)
     return stack

@@ -25,7 +25,8 @@ N = 3000
 
 @pytest.fixture
 def bf(stack: Stack) -> Stack:
-    stack.write_jobs({"id": "bf", "audiences": ["vip", "buyers"], "new_list_name": "Backfill"})
+    stack.write_jobs({"id": "bf", "audiences": ["vip", "buyers"],
+                      "new_list_opt_in": "single", "new_list_name": "Backfill"})
     stack.start_worker(concurrency=3)
     return stack
 
@@ -71,7 +72,8 @@ def test_lytics_scan_of_every_selected_audience(bf: Stack) -> None:
 
 def test_the_first_chunks_go_out_in_growing_segments(stack: Stack, tmp_path: Path) -> None:
     """Segments of 1, 2, 4, 8 chunks: the first chunk is queued as soon as it is read."""
-    stack.write_jobs({"id": "bf", "audiences": ["vip"], "new_list_name": "Backfill"})
+    stack.write_jobs({"id": "bf", "audiences": ["vip"],
+                      "new_list_opt_in": "single", "new_list_name": "Backfill"})
     rows, _valid, _bad = members(15_000)
     run_start(stack, "bf", "--from-file", str(write_jsonl(tmp_path / "m.jsonl", rows)))
     info = run_info(stack, "bf")

@@ -58,7 +58,7 @@ def test_every_fault_in_one_run_ends_exact_and_reconciled(
                   # profile, here 15 s rather than the default 15 minutes, then counts drift
                   extra_env={"FLUSH_BATCH_SIZE": "200", "REMOVAL_WAIT_SECONDS": "15"})
     try:
-        stack.write_jobs({"id": "chaos", "audiences": ["a", "b"]})
+        stack.write_jobs({"id": "chaos", "audiences": ["a", "b"], "new_list_opt_in": "single"})
         stack.admin("POST", "faults", json={"error_rate": 0.1, "statuses": [500, 502, 503],
                                             "drop_rate": 0.1})
         victim = stack.start_worker("w1")

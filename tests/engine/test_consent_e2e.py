@@ -18,6 +18,7 @@ from core.events import Action
 from sandbox.server import SandboxServer
 from sandbox.testing import SandboxClient
 from tests.conftest import RedisServer, wait_until
+from tests.engine.conftest import SUITE_JOB_DELAY
 from tests.harness import API_KEY, ROOT, Stack, event
 
 E, X = Action.ENTER, Action.EXIT
@@ -46,9 +47,8 @@ def opt_in_of(stack: Stack, list_id: str) -> str:
 
 
 def double_stack(redis_url: str, tmp_path: Path, **knobs: Any) -> Iterator[Stack]:
-    """A stack whose account creates lists double opt-in unless asked otherwise."""
-    server = SandboxServer(speed=1.0, profile="fast", job_delay=0.1,
-                           default_opt_in="double_opt_in", **knobs).start()
+    """A realistic stack: its account creates lists double opt-in unless asked otherwise."""
+    server = SandboxServer(speed=1.0, job_delay=SUITE_JOB_DELAY, **knobs).start()
     s = Stack(redis_url=redis_url, sandbox_url=server.url, workdir=tmp_path)
     yield s
     s.stop_all()
@@ -125,7 +125,7 @@ class TestExitPolicy:
             self, stack: Stack, on_exit: str, members: set[str]) -> None:
         """Add-only (keep): the exit is recorded but nobody is removed; counters still say
         added - removed = members. The default removes."""
-        stack.write_jobs({**VIP, "on_exit": on_exit})
+        stack.write_jobs({**VIP, "new_list_opt_in": "single", "on_exit": on_exit})
         stack.start_worker()
         stack.send("vip", [event("ann@example.com", "vip", E, T0),
                            event("bob@example.com", "vip", E, T0)])

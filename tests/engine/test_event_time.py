@@ -24,7 +24,7 @@ def stamped(email: str, action: Action, ts_ns: int) -> AudienceEvent:
 def test_a_2099_enter_then_a_real_exit_leaves_the_user_off_the_list(stack: Stack) -> None:
     """An enter stamped 2099 (from the webhook) or 9999 (queued without a receive time) still
     adds the user, at the time it was received; the real exit that follows removes them."""
-    stack.write_jobs({"id": "vip", "audiences": ["vip"]})
+    stack.write_jobs({"id": "vip", "audiences": ["vip"], "new_list_opt_in": "single"})
     stack.start_worker()
     stack.send("vip", [stamped("hook@example.com", E, Y2099),
                        event("old@example.com", "vip", E, Y9999)])

@@ -27,7 +27,7 @@ class TestLimits:
     ) -> None:
         """Two workers export 20,000 enters with zero 429s; a forced storm then pauses them."""
         # given two worker processes against the sandbox's real limits
-        stack.write_jobs({"id": "burst", "audiences": ["vip"]})
+        stack.write_jobs({"id": "burst", "audiences": ["vip"], "new_list_opt_in": "single"})
         stack.start_worker("w1")
         stack.start_worker("w2")
         emails = [f"user{i:05d}@example.com" for i in range(20_000)]
@@ -55,7 +55,7 @@ class TestCrashes:
     def test_kill_9_of_a_worker_mid_flush_loses_nothing(self, stack: Stack) -> None:
         """A worker killed while flushing leaves its users leased; another worker finishes them."""
         stack.extra_env["LEASE_SECONDS"] = "3"
-        stack.write_jobs({"id": "crash", "audiences": ["vip"]})
+        stack.write_jobs({"id": "crash", "audiences": ["vip"], "new_list_opt_in": "single"})
         # slow Klaviyo down so that the kill lands mid-flush
         stack.admin("POST", "faults", json={"latency_ms": 800})
         victim = stack.start_worker("w1")
@@ -95,7 +95,8 @@ class TestCrashes:
         self, stack: Stack
     ) -> None:
         """Klaviyo's refusal of one profile sends it to the dead-letter store with the reason."""
-        stack.write_jobs({"id": "poison", "audiences": ["vip"], "force_add": True})
+        stack.write_jobs({"id": "poison", "audiences": ["vip"],
+                          "new_list_opt_in": "single", "force_add": True})
         stack.start_worker()
         good = [f"p{i}@example.com" for i in range(200)]
         stack.send(

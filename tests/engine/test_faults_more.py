@@ -21,7 +21,7 @@ T0 = 1_764_000_000_000_000_000
 class TestFlakyKlaviyo:
     def test_5xx_and_dropped_connections_at_20_percent_lose_nothing(self, stack: Stack) -> None:
         """With a fifth of calls failing or cut, the list still ends exactly right."""
-        stack.write_jobs({"id": "flaky", "audiences": ["vip"]})
+        stack.write_jobs({"id": "flaky", "audiences": ["vip"], "new_list_opt_in": "single"})
         stack.extra_env["FLUSH_BATCH_SIZE"] = "100"  # many calls, so that many of them fail
         stack.admin(
             "POST",
@@ -43,7 +43,7 @@ class TestFlakyKlaviyo:
 
     def test_a_revoked_key_stops_calls_and_resumes_once_fixed(self, stack: Stack) -> None:
         """A 401 mid-run marks the job auth_failed and stops calling; a working key resumes it."""
-        stack.write_jobs({"id": "auth", "audiences": ["vip"]})
+        stack.write_jobs({"id": "auth", "audiences": ["vip"], "new_list_opt_in": "single"})
         stack.start_worker()
         stack.start_beat()
         stack.send("auth", [event(f"a{i}@example.com", "vip", E, T0) for i in range(100)])
@@ -80,7 +80,7 @@ def test_redis_killed_and_restarted_with_aof_mid_run_loses_nothing(
     """Redis dies with SIGKILL mid-run and comes back from its AOF: the list ends exact."""
     stack = Stack(redis_url=aof_redis.url, sandbox_url=sandbox_server.url, workdir=tmp_path)
     try:
-        stack.write_jobs({"id": "aof", "audiences": ["vip"]})
+        stack.write_jobs({"id": "aof", "audiences": ["vip"], "new_list_opt_in": "single"})
         stack.start_worker()
         stack.start_beat()
         emails = [f"r{i:04d}@example.com" for i in range(4000)]
@@ -104,7 +104,7 @@ def test_redis_killed_and_restarted_with_aof_mid_run_loses_nothing(
 @pytest.mark.faults
 def test_shuffled_duplicated_and_late_events_end_exact(stack: Stack) -> None:
     """Thousands of users' events, shuffled and duplicated, end in the model's membership."""
-    stack.write_jobs({"id": "mix", "audiences": ["a", "b"]})
+    stack.write_jobs({"id": "mix", "audiences": ["a", "b"], "new_list_opt_in": "single"})
     stack.start_worker()
     rng = random.Random(7)
     history: list[AudienceEvent] = []

@@ -32,8 +32,10 @@ with warnings.catch_warnings():
 E = Action.ENTER
 T0 = 1_764_000_000_000_000_000
 TOKEN = "no-loss-token-0123456789"
-VIP = {"id": "vip", "audiences": ["vip_buyers"], "new_list_name": "VIP"}
-NEWS = {"id": "news", "audiences": ["newsletter"], "new_list_name": "News"}
+VIP = {"id": "vip", "audiences": ["vip_buyers"],
+       "new_list_opt_in": "single", "new_list_name": "VIP"}
+NEWS = {"id": "news", "audiences": ["newsletter"],
+        "new_list_opt_in": "single", "new_list_name": "News"}
 TYPO = "\n[[jobs]]\nid = 'typo'\n"
 def lytics_body(email: str, n: int) -> dict[str, Any]:
     at = f"2026-11-28T10:00:{n:02d}Z"

@@ -35,7 +35,8 @@ def _failed_polls(stack: Stack) -> int:
 def test_a_failing_import_poll_is_rescheduled_without_an_error(
     stack: Stack, fault: dict[str, Any]
 ) -> None:
-    stack.write_jobs({"id": "force", "audiences": ["vip"], "force_add": True})
+    stack.write_jobs({"id": "force", "audiences": ["vip"],
+                      "new_list_opt_in": "single", "force_add": True})
     worker = stack.start_worker()
     stack.admin("POST", "faults", json={**fault, "only_operations": [GET_BULK_IMPORT.name]})
     emails = {f"p{i}@example.com" for i in range(5)}

@@ -26,6 +26,7 @@ def vip(stack: Stack) -> Stack:
             "id": "vip",
             "audiences": ["vip", "buyers"],
             "new_list_name": "VIP",
+            "new_list_opt_in": "single",
             "field_map": {
                 "first_name": "first_name",
                 "city": "location.city",
@@ -131,7 +132,7 @@ class TestEnterExit:
         good = {f"g{i}@example.com" for i in range(140)}
         events += [event(e, "vip", E, ts(1)) for e in sorted(good)]
         vip.stop_all()
-        vip.write_jobs({"id": "vip", "audiences": ["vip", "buyers"],
+        vip.write_jobs({"id": "vip", "audiences": ["vip", "buyers"], "new_list_opt_in": "single",
                         "field_map": {"phone": "phone_number"}})
         vip.start_worker()
         # when
@@ -149,7 +150,8 @@ class TestEnterExit:
 class TestModes:
     def test_force_add_adds_without_consent(self, stack: Stack) -> None:
         """A force-add job lists users through a bulk import, without subscribing them."""
-        stack.write_jobs({"id": "force", "audiences": ["vip"], "force_add": True})
+        stack.write_jobs({"id": "force", "audiences": ["vip"],
+                          "new_list_opt_in": "single", "force_add": True})
         stack.start_worker()
         stack.send("force", [event(f"f{i}@example.com", "vip", E, ts(1)) for i in range(5)])
         stack.wait_for_members("force", {f"f{i}@example.com" for i in range(5)})

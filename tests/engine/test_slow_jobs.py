@@ -52,7 +52,7 @@ def test_an_exit_during_a_slow_subscribe_job_removes_the_users(slow_stack: Stack
     off the list once the job has run, counted as removed, nobody left pending."""
     stack = slow_stack
     stack.extra_env["SUBSCRIBE_SETTLE_SECONDS"] = "2"
-    stack.write_jobs({"id": "slow", "audiences": ["vip"]})
+    stack.write_jobs({"id": "slow", "audiences": ["vip"], "new_list_opt_in": "single"})
     stack.start_worker()
     emails = [f"s{i}@example.com" for i in range(5)]
     stack.send("slow", [event(e, "vip", E, T0) for e in emails])
@@ -75,7 +75,7 @@ def test_a_profile_that_never_appears_is_reported_as_drift(slow_stack: Stack) ->
     counted as drift and shown by status, and nobody stays pending."""
     stack = slow_stack
     stack.extra_env["REMOVAL_WAIT_SECONDS"] = "3"
-    stack.write_jobs({"id": "drift", "audiences": ["vip"]})
+    stack.write_jobs({"id": "drift", "audiences": ["vip"], "new_list_opt_in": "single"})
     stack.start_worker()
     stack.send("drift", [event("late@example.com", "vip", E, T0)])
     wait_until(lambda: (applied(stack, "drift", "late@example.com") or "").startswith("in|"),
@@ -91,7 +91,7 @@ def test_a_subscribe_that_failed_with_a_5xx_may_still_add_the_user(stack: Stack)
     """A 5xx does not prove Klaviyo did nothing: the user is recorded as possibly told
     (``try``), so their removal looks for a profile until the bound instead of giving up."""
     stack.extra_env["REMOVAL_WAIT_SECONDS"] = "3"
-    stack.write_jobs({"id": "amb", "audiences": ["vip"]})
+    stack.write_jobs({"id": "amb", "audiences": ["vip"], "new_list_opt_in": "single"})
     stack.admin("POST", "faults", json={"error_rate": 1.0, "statuses": [503],
                                         "only_operations": ["bulk_subscribe_profiles"]})
     stack.start_worker()
@@ -107,7 +107,7 @@ def test_a_subscribe_that_failed_with_a_5xx_may_still_add_the_user(stack: Stack)
 def test_a_user_never_subscribed_and_without_a_profile_is_done_at_once(stack: Stack) -> None:
     """An exit for someone Klaviyo was never told about needs no waiting (``out0``)."""
     stack.extra_env["REMOVAL_WAIT_SECONDS"] = "600"
-    stack.write_jobs({"id": "quick", "audiences": ["vip"]})
+    stack.write_jobs({"id": "quick", "audiences": ["vip"], "new_list_opt_in": "single"})
     stack.start_worker()
     stack.send("quick", [event("never@example.com", "vip", X, T0)])
     wait_until(lambda: applied(stack, "quick", "never@example.com") == "out0"

@@ -53,6 +53,7 @@ def receiver(stack: Stack) -> Iterator[TestClient]:
             "id": "vip",
             "audiences": [VIP_ID, "churn_risk"],
             "new_list_name": "Hook",
+            "new_list_opt_in": "single",
             "field_map": {"first_name": "first_name"},
         }
     )

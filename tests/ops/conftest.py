@@ -8,4 +8,5 @@ from tests.engine.conftest import (  # noqa: F401 - fixtures reused as is
     stack,
 )
 
-JOB = {"id": "vip", "audiences": ["vip_buyers"], "new_list_name": "VIP"}
+JOB = {"id": "vip", "audiences": ["vip_buyers"],
+       "new_list_opt_in": "single", "new_list_name": "VIP"}

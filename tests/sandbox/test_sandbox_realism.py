@@ -286,6 +286,18 @@ def test_the_default_job_delay_is_seconds_with_a_long_tail() -> None:
     assert draws[-1] <= 120.0
 
 
+def test_the_short_delay_keeps_the_realistic_shape_with_a_shorter_median() -> None:
+    """The product's suite runs ``job_delay="short"`` (docs/sandbox.md): same log-normal
+    shape (sigma 1, a tail), a shorter median and cap; ``"realistic"`` names the default."""
+    assert Delay.parse("realistic") == REALISTIC.job_delay
+    short = Delay.parse("short")
+    assert (short.kind, short.b) == (REALISTIC.job_delay.kind, REALISTIC.job_delay.b)
+    assert short.a == pytest.approx(REALISTIC.job_delay.a / 7.5) and short.cap == 8.0
+    assert build(job_delay="short").job_delay == short
+    with pytest.raises(ValueError, match="short"):
+        Delay.parse("shortest")
+
+
 def test_jobs_of_one_account_complete_out_of_arrival_order() -> None:
     """Each job draws its own delay: a later job can finish first."""
     with running_sandbox(port=free_port(), **{**QUICK, "job_delay": "uniform:0.05,1.0"}) as sb:

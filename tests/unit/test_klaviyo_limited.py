@@ -3,7 +3,7 @@ a paginated read included, and a 429 pauses the operation for the fleet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,7 +16,7 @@ from core.keys import rate_limit_key
 from tests.unit.klaviyo_fakes import BASE, fake_client
 from worker.klaviyo import bulk_import, lists
 from worker.klaviyo.client import KlaviyoClient
-from worker.klaviyo.errors import RateLimited
+from worker.klaviyo.errors import KlaviyoError, RateLimited
 from worker.limits.gate import Gate, Throttled
 from worker.limits.ratelimit import RateLimiter
 
@@ -29,9 +29,15 @@ class Counting:
 
     charges: list[str] = field(default_factory=list)
     cooled: list[tuple[str, float | None]] = field(default_factory=list)
+    observed: list[tuple[str, object, str | None]] = field(default_factory=list)
 
-    def charge(self, account: str, op: Operation) -> None:
+    def charge(self, account: str, op: Operation) -> object:
         self.charges.append(op.name)
+        return len(self.charges)
+
+    def observe(self, account: str, op: Operation, ticket: object,
+                headers: Mapping[str, str]) -> None:
+        self.observed.append((op.name, ticket, headers.get("RateLimit-Remaining")))
 
     def rate_limited(self, account: str, op: Operation, retry_after: float | None) -> None:
         self.cooled.append((op.name, retry_after))
@@ -115,9 +121,8 @@ def test_the_real_limiter_stops_a_long_read_at_its_budget(
         for _ in read:
             pass
     assert len(rsps.calls) == 9 and caught.value.wait > 0
-    burst = rate_limit_key("lim", client.account, ops.GET_BULK_IMPORT_ERRORS.name, "b")
-    counted = redis_client.hget(burst, "n")  # the burst window's own count
-    assert int(counted or 0) == 9
+    burst = rate_limit_key("lim", client.account, ops.GET_BULK_IMPORT_ERRORS.name, "bl")
+    assert redis_client.llen(burst) == 9  # the burst log's own count
 
 
 def test_the_real_limiter_pauses_the_operation_after_a_429(
@@ -130,3 +135,21 @@ def test_the_real_limiter_pauses_the_operation_after_a_429(
     with pytest.raises(Throttled):  # the next request waits for the cool-down: not sent
         lists.get_list(client, "L1")
     assert len(rsps.calls) == 1
+
+
+def test_every_answer_but_a_429_is_handed_back_with_its_ticket(
+        limited: KlaviyoClient, counting: Counting, rsps: responses.RequestsMock) -> None:
+    """The limiter learns from the RateLimit-* headers of successes and refusals alike; a 429
+    carries Retry-After instead and only pauses the operation."""
+    rate = {"RateLimit-Limit": "750", "RateLimit-Remaining": "700", "RateLimit-Reset": "12"}
+    rsps.get(f"{BASE}/api/lists/L1", json={"data": {"type": "list", "id": "L1",
+                                                     "attributes": {"name": "VIP"}}},
+             headers=rate)
+    rsps.get(f"{BASE}/api/lists/L2", status=404, json={"errors": []}, headers=rate)
+    rsps.get(f"{BASE}/api/lists/L3", status=429, headers={"Retry-After": "3"})
+    lists.get_list(limited, "L1")
+    for missing in ("L2", "L3"):
+        with pytest.raises(KlaviyoError):
+            lists.get_list(limited, missing)
+    assert counting.observed == [(ops.GET_LIST.name, 1, "700"), (ops.GET_LIST.name, 2, "700")]
+    assert counting.cooled == [(ops.GET_LIST.name, 3.0)]

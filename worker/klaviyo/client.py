@@ -8,8 +8,10 @@ operation's caps are refused before anything is sent. Neither the key nor an unm
 email ever reaches a message.
 
 A client made :meth:`~KlaviyoClient.limited` charges every request to a
-:class:`RequestLimiter` as it sends it (each page of a paginated read included), and tells
-it of every 429; the limiter refuses a request by raising, and then nothing is sent.
+:class:`RequestLimiter` as it sends it (each page of a paginated read included), hands it
+the headers of every other answer (``RateLimit-*``: the limiter calibrates itself from
+them), and tells it of every 429; the limiter refuses a request by raising, and then
+nothing is sent.
 """
 
 from __future__ import annotations
@@ -71,8 +73,13 @@ _TRANSPORT_ERRORS = (
 class RequestLimiter(Protocol):
     """What a limited client asks before each request and tells after a 429."""
 
-    def charge(self, account: str, op: Operation) -> None:
-        """Count one request of ``op``, or raise (nothing is sent) when it must wait."""
+    def charge(self, account: str, op: Operation) -> object:
+        """Count one request of ``op`` and return a ticket for :meth:`observe`, or raise
+        (nothing is sent) when it must wait."""
+
+    def observe(self, account: str, op: Operation, ticket: object,
+                headers: Mapping[str, str]) -> None:
+        """The answer (not a 429) to the request ``ticket`` was charged for: its headers."""
 
     def rate_limited(self, account: str, op: Operation, retry_after: float | None) -> None:
         """Klaviyo answered 429 to ``op``: pause it for every worker."""
@@ -144,9 +151,11 @@ class KlaviyoClient:
         data = orjson.dumps(body) if body is not None else None
         check_caps(op, body, data, params)
         url = _url(self.base_url, op, path)
-        if self._limiter is not None:
-            self._limiter.charge(self._account, op)
+        limiter = self._limiter
+        ticket = limiter.charge(self._account, op) if limiter is not None else None
         response = self._send(op, url, params, data)
+        if limiter is not None and response.status_code != 429:
+            limiter.observe(self._account, op, ticket, response.headers)
         document = _document(op, response)
         error = refusal(op, response.status_code, document, response.headers)
         if error is not None:
