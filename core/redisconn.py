@@ -48,7 +48,7 @@ class RedisUrlError(ValueError):
 class RedisTarget:
     """Where Redis is: one server (``url``) or the sentinels that know the master."""
 
-    url: str  # the plain URL, or the sentinel list as given
+    url: str = field(repr=False)  # the plain URL, or the sentinel list (may hold a password)
     sentinels: tuple[tuple[str, int], ...] = ()
     db: int = 0
     username: str | None = None  # from a sentinel URL's first part (plain URLs keep theirs)

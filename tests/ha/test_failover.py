@@ -14,6 +14,7 @@ limiter's fence after a failover (the rest of the 60 s window) lasts at most abo
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -192,10 +193,13 @@ def test_a_failover_mid_run_loses_nothing_acknowledged_and_restarts_nothing(
         assert stack.workers == [worker, beat, webhook]
         # and the limiter waited out the window the old master's counts belonged to
         assert "the Redis master changed" in (tmp_path / "w1.log").read_text(errors="replace")
+        log = (tmp_path / "w1.log").read_text(errors="replace")
+        restored = sum(int(n) for n in re.findall(r"Restoring (\d+) unacknowledged", log))
         print(f"\nfailover: Sentinel promoted the replica {failover_s:.2f} s after the kill; "
               f"the webhook acknowledged again after {recovered_s:.2f} s; "
               f"{traffic.refused} bodies refused and sent again ({traffic.replayed_events} "
-              f"events replayed); backfill reruns: {backfill['reruns']}; "
+              f"events replayed); {restored} task messages restored for redelivery; "
+              f"backfill reruns: {backfill['reruns']}; "
               f"{len(traffic.acked)} live + {len(valid)} backfilled members")
     finally:
         if traffic is not None:
