@@ -20,7 +20,7 @@ from core.jobs import ExportJob
 from core.keys import JobKeys
 from core.settings import load_settings
 from worker import runtime
-from worker.engine import imports
+from worker.engine import attributes, imports
 from worker.engine.bootstrap import bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
@@ -34,6 +34,12 @@ from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore, Status
 
 Scheduler = Callable[[str, float], None]  # (job_id, countdown) → enqueue a flush
+# (job_id, countdown) → enqueue an attribute drain (``export.flush_attributes``)
+AttributesScheduler = Callable[[str, float], None]
+
+
+def no_drain(_job_id: str, _countdown: float) -> None:
+    """No attribute drain wanted (tests of flushes alone)."""
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +98,10 @@ def ensure_ready(job: ExportJob, store: JobStateStore) -> str | None:
 
 
 def flush(
-    job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]
+    job_id: str,
+    schedule: Scheduler,
+    schedule_poll: Callable[[str, str], None],
+    schedule_attributes: AttributesScheduler = no_drain,
 ) -> FlushOutcome:
     """Flush one batch of the job's pending users, and line up what follows."""
     job, keys, state = _parts(job_id)
@@ -106,7 +115,9 @@ def flush(
     try:
         if state.due_count(int(time.time() * 1000)) > 2 * load_settings().flush_batch_size:
             schedule(job_id, 0.0)  # widen: another flusher can take the next batch
-        outcome = Flusher(flush_context(job, list_id, state, schedule_poll, store=store)).run()
+        context = flush_context(job, list_id, state, schedule_poll, store=store,
+                                schedule_attributes=schedule_attributes)
+        outcome = Flusher(context).run()
     finally:
         state.redis.zrem(keys.flushers, token)
     _follow_up(job_id, state, outcome, schedule)
@@ -121,6 +132,7 @@ def flush_context(
     *,
     store: JobStateStore | None = None,
     queue: str = names.REALTIME,
+    schedule_attributes: AttributesScheduler = no_drain,
 ) -> FlushContext:
     """What one flush of ``job`` needs: a live flush's or a backfill chunk's (``queue``)."""
     s = load_settings()
@@ -136,7 +148,40 @@ def flush_context(
         settle_seconds=s.subscribe_settle_seconds,
         queue=queue,
         schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
+        schedule_attributes=lambda countdown: schedule_attributes(job.id, countdown),
+        attribute_wait_seconds=s.attribute_wait_seconds,
     )
+
+
+def flush_attributes(
+    job_id: str, schedule_attributes: AttributesScheduler, schedule_poll: Callable[[str, str], None]
+) -> attributes.DrainOutcome:
+    """Send one import of queued mapped fields (up to 10,000 profiles); line up the next."""
+    job, keys, state = _parts(job_id)
+    state.redis.delete(keys.attrs_timer)
+    store = JobStateStore(state.redis, keys)
+    if not store.get().can_call:
+        return attributes.DrainOutcome(stopped=store.get().reason or "job is not ready")
+    s = load_settings()
+    drain = attributes.Drain(
+        state=state,
+        client=klaviyo(job),
+        letters=DeadLetterStore(state.redis, keys.prefix, job_id),
+        lease_seconds=s.lease_seconds,
+        schedule_poll=lambda kjob_id: schedule_poll(job_id, kjob_id),
+    )
+    outcome = drain.run()
+    if outcome.stopped:
+        store.auth_failed(f"Klaviyo refused the key: {outcome.stopped}")
+        return outcome
+    if outcome.again_in is not None:
+        schedule_attributes(job_id, retry.jittered(outcome.again_in))
+    else:
+        def again(countdown: float) -> None:
+            schedule_attributes(job_id, countdown)
+
+        attributes.request(state, again, s.attribute_wait_seconds)
+    return outcome
 
 
 def _follow_up(
@@ -203,13 +248,26 @@ def run_bootstrap(job_id: str) -> str | None:
     return bootstrap(job, JobStateStore(state.redis, keys), klaviyo(job))
 
 
-def sweep(job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]) -> int:
-    """The safety net: flush users nobody is flushing, and poll imports nobody is polling."""
+def sweep(
+    job_id: str,
+    schedule: Scheduler,
+    schedule_poll: Callable[[str, str], None],
+    schedule_attributes: AttributesScheduler = no_drain,
+) -> int:
+    """The safety net: flush users nobody is flushing, drain fields nobody is draining, and
+    poll imports nobody is polling."""
     _job, keys, state = _parts(job_id)
     now = int(time.time() * 1000)
     stale = state.redis.zcount(keys.inflight, "-inf", now)
     if state.due_count(now) or stale:
         schedule(job_id, 0.0)
+    if state.redis.zcount(keys.attrs_inflight, "-inf", now):  # a drain died holding fields
+        schedule_attributes(job_id, 0.0)
+    elif state.redis.zcard(keys.attrs_pending):
+        attributes.request(
+            state, lambda countdown: schedule_attributes(job_id, countdown),
+            load_settings().attribute_wait_seconds,
+        )
     cutoff = time.time() - 10 * load_settings().poll_interval_seconds
     raw = cast(
         "list[bytes]", state.redis.zrangebyscore(imports.outstanding_key(state), "-inf", cutoff)

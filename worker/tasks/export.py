@@ -140,6 +140,10 @@ def schedule_flush(job_id: str, countdown: float) -> None:
     flush.apply_async((job_id,), countdown=countdown or None)
 
 
+def schedule_attributes(job_id: str, countdown: float) -> None:
+    flush_attributes.apply_async((job_id,), countdown=countdown or None)
+
+
 def schedule_poll(job_id: str, kjob_id: str) -> None:
     poll_import.apply_async((job_id, kjob_id), countdown=load_settings().poll_interval_seconds)
 
@@ -171,7 +175,13 @@ def change(job_id: str, events: list[dict[str, Any]]) -> int:
 @app.task(name=names.FLUSH, base=EngineTask, queue=names.REALTIME)
 def flush(job_id: str) -> int:
     """Apply the current desired state of one batch of pending users."""
-    return engine.flush(job_id, schedule_flush, schedule_poll).claimed
+    return engine.flush(job_id, schedule_flush, schedule_poll, schedule_attributes).claimed
+
+
+@app.task(name=names.FLUSH_ATTRIBUTES, base=EngineTask, queue=names.REALTIME)
+def flush_attributes(job_id: str) -> int:
+    """Send one bulk import (up to 10,000 profiles) of members' queued mapped fields."""
+    return engine.flush_attributes(job_id, schedule_attributes, schedule_poll).sent
 
 
 @app.task(name=names.POLL_IMPORT, base=EngineTask, queue=names.REALTIME)
@@ -199,7 +209,7 @@ def sweep() -> int:
     """Beat's safety flush: every job with users waiting gets a flush, every import a poll."""
     swept = 0
     for job in runtime.jobs().jobs:
-        swept += engine.sweep(job.id, schedule_flush, schedule_poll)
+        swept += engine.sweep(job.id, schedule_flush, schedule_poll, schedule_attributes)
     return swept
 
 
