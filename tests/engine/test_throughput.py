@@ -6,11 +6,15 @@ Mapped fields cost no subscribe throughput: members' fields go out in bulk impor
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
+import redis
 
+from contract.operations import GET_BULK_IMPORT, GET_BULK_IMPORTS
 from core.events import Action
+from core.keys import JobKeys
 from tests.conftest import wait_until
 from tests.harness import Stack, event
 
@@ -70,3 +74,71 @@ class TestMappedFields:
         assert 2 <= imports <= 4, (subscribes, imports)
         mapped.assert_reconciled("mapped", entered=len(people), members=len(people))
         assert mapped.list_emails(list_id) == set(people)
+
+
+def _polls(stack: Stack) -> tuple[int, int]:
+    """(list calls over the account's imports, reads of one import)."""
+    return _calls(stack, GET_BULK_IMPORTS.name), _calls(stack, GET_BULK_IMPORT.name)
+
+
+def _force_add(stack: Stack, lease_seconds: float | None = None) -> None:
+    stack.write_jobs({"id": "force", "audiences": ["vip"], "force_add": True})
+    if lease_seconds is not None:
+        stack.extra_env["LEASE_SECONDS"] = str(lease_seconds)
+    stack.start_worker(concurrency=2)
+
+
+def _no_import_outstanding(stack: Stack, job_id: str) -> None:
+    r = redis.Redis.from_url(stack.redis_url)
+    wait_until(lambda: r.zcard(JobKeys(stack.prefix, job_id).import_jobs) == 0, timeout=30,
+               message="every import finished and released")
+
+
+def _imports_sent(stack: Stack, n: int) -> None:
+    wait_until(lambda: _calls(stack, "bulk_import_profiles") >= n, timeout=20,
+               message=f"{n} bulk import(s) sent")
+
+
+class TestPolling:
+    @pytest.mark.parametrize("slow_sandbox", [4.0], indirect=True)
+    def test_a_round_of_polls_costs_one_call_however_many_imports_run(
+        self, slow_stack: Stack
+    ) -> None:
+        """Five force-add imports in flight at once (each takes 4 s): every round is one list
+        call, and each import is read on its own once, when it has finished."""
+        _force_add(slow_stack)
+        everyone: set[str] = set()
+        started = time.monotonic()
+        for n in range(5):
+            batch = {f"b{n}-{i}@example.com" for i in range(3)}
+            slow_stack.send("force", [event(e, "vip", E, T0 + n) for e in sorted(batch)])
+            _imports_sent(slow_stack, n + 1)
+            everyone |= batch
+        slow_stack.wait_for_members("force", everyone, timeout=60)
+        _no_import_outstanding(slow_stack, "force")
+        elapsed = time.monotonic() - started
+        listed, read = _polls(slow_stack)
+        assert _calls(slow_stack, "bulk_import_profiles") == 5
+        assert read == 5, (listed, read)  # one read per import, to finish it
+        rounds = elapsed / 0.2 + 3  # POLL_INTERVAL_SECONDS is 0.2 in the harness
+        assert listed <= rounds, (listed, rounds)  # five chains of single reads: ~5 x rounds
+
+    @pytest.mark.parametrize("slow_sandbox", [6.0], indirect=True)
+    def test_a_poll_put_off_by_a_long_429_keeps_its_users_held(self, slow_stack: Stack) -> None:
+        """An import takes 6 s, leases last 2 s, and the polls meet a 429 asking for 5 s: the
+        users stay held through the wait, so a flush meanwhile sends nobody a second time."""
+        _force_add(slow_stack, lease_seconds=2)
+        slow_stack.admin("POST", "faults", json={
+            "storm": {"seconds": 5, "retry_after": 5},
+            "only_operations": [GET_BULK_IMPORTS.name, GET_BULK_IMPORT.name]})
+        first = {f"held{i}@example.com" for i in range(5)}
+        slow_stack.send("force", [event(e, "vip", E, T0) for e in sorted(first)])
+        _imports_sent(slow_stack, 1)
+        wait_until(lambda: sum(_polls(slow_stack)) >= 1, timeout=10, message="a poll met the 429")
+        time.sleep(3)  # past the 2 s lease the import began with
+        slow_stack.send("force", [event("late@example.com", "vip", E, T0 + 1)])
+        _imports_sent(slow_stack, 2)
+        slow_stack.wait_for_members("force", first | {"late@example.com"}, timeout=60)
+        _no_import_outstanding(slow_stack, "force")
+        imported = slow_stack.admin("GET", "stats")["operations"]["bulk_import_profiles"]
+        assert (imported["calls"], imported["items"]) == (2, 6)  # nobody imported twice

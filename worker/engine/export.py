@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from contract import operations as ops
 from core import names
@@ -207,39 +206,58 @@ def _follow_up(
 
 @dataclass(frozen=True)
 class NextPoll:
-    """When to poll an import again; ``attempt`` counts polls Klaviyo could not answer."""
+    """When to poll the job's imports again; ``attempt`` counts rounds Klaviyo could not
+    answer in a row."""
 
     countdown: float
     attempt: int = 0
 
 
-def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> NextPoll | None:
-    """Poll one Klaviyo import job; return when to poll again, None when it has finished.
+PollScheduler = Callable[[str, float, int], None]  # (job_id, countdown, attempt) → a round
+POLL_TIMER_GRACE_SECONDS = 60.0  # a round lined up but not run by then is lost: sweep starts one
 
-    Our own throttle, a 429 and a 5xx are expected on the way: the poll is put off (the
+
+def request_polls(
+    job_id: str, state: DesiredState, schedule: PollScheduler, countdown: float, attempt: int = 0
+) -> bool:
+    """Line up the job's next round of import polls, unless one is already lined up."""
+    ttl = int((countdown + POLL_TIMER_GRACE_SECONDS) * 1000)
+    if state.redis.set(state.keys.poll_timer, 1, nx=True, px=ttl):
+        schedule(job_id, countdown, attempt)
+        return True
+    return False
+
+
+def poll_imports(job_id: str, schedule: PollScheduler, attempt: int = 0) -> NextPoll | None:
+    """Poll every outstanding Klaviyo import of the job (one list call), line up the next
+    round while any runs; None when none is left.
+
+    Our own throttle, a 429 and a 5xx are expected on the way: the round is put off (the
     limiter's wait, ``Retry-After``, or a capped backoff), logged without a traceback, and
-    never raised, so the chain of polls goes on without waiting for beat's sweep.
+    never raised; the users the imports hold keep their lease for the whole wait.
     """
     job, keys, state = _parts(job_id)
     letters = DeadLetterStore(state.redis, keys.prefix, job_id)
     s = load_settings()
+    nxt: NextPoll | None
     try:
-        result = imports.poll(state, klaviyo(job), letters, kjob_id, s.lease_seconds)
+        result = imports.poll_all(state, klaviyo(job), letters, s.lease_seconds)
+        nxt = NextPoll(s.poll_interval_seconds) if result.running else None
     except Throttled as exc:
-        log.info("import %s of job %s: poll throttled, next in %.1fs", kjob_id, job_id, exc.wait)
-        return _defer(state, kjob_id, NextPoll(exc.wait, attempt))
+        log.info("imports of job %s: poll throttled, next in %.1fs", job_id, exc.wait)
+        nxt = NextPoll(exc.wait, attempt)
     except KlaviyoRetriableError as exc:
         wait = retry.poll_again(attempt, exc.retry_after, s.poll_interval_seconds)
         kind = "rate limited (429)" if isinstance(exc, RateLimited) else f"failed ({exc})"
-        log.warning("import %s of job %s: poll %s, next in %.1fs", kjob_id, job_id, kind, wait)
-        return _defer(state, kjob_id, NextPoll(wait, attempt + 1))
-    return None if result.finished else NextPoll(s.poll_interval_seconds)
-
-
-def _defer(state: DesiredState, kjob_id: str, nxt: NextPoll) -> NextPoll:
-    """Tell beat's sweep this import is being polled, so it does not start a second chain."""
-    due = time.time() + nxt.countdown
-    state.redis.zadd(imports.outstanding_key(state), {kjob_id: due}, xx=True)
+        log.warning("imports of job %s: poll %s, next in %.1fs", job_id, kind, wait)
+        nxt = NextPoll(wait, attempt + 1)
+    if nxt is not None and nxt.countdown > s.poll_interval_seconds:
+        imports.hold(state, None, nxt.countdown + s.lease_seconds)  # put off: keep them held
+    state.redis.delete(keys.poll_timer)
+    if nxt is None and state.redis.zcard(imports.outstanding_key(state)):
+        nxt = NextPoll(s.poll_interval_seconds)  # registered while this round ran
+    if nxt is not None:
+        request_polls(job_id, state, schedule, nxt.countdown, nxt.attempt)
     return nxt
 
 
@@ -268,12 +286,8 @@ def sweep(
             state, lambda countdown: schedule_attributes(job_id, countdown),
             load_settings().attribute_wait_seconds,
         )
-    cutoff = time.time() - 10 * load_settings().poll_interval_seconds
-    raw = cast(
-        "list[bytes]", state.redis.zrangebyscore(imports.outstanding_key(state), "-inf", cutoff)
-    )
-    forgotten = [k.decode() for k in raw]
-    for kjob_id in forgotten:
-        state.redis.zadd(imports.outstanding_key(state), {kjob_id: time.time()})
-        schedule_poll(job_id, kjob_id)
+    if state.redis.zcard(imports.outstanding_key(state)) and not state.redis.exists(
+        keys.poll_timer
+    ):  # imports nobody polls (a round lost with its worker): start a round
+        schedule_poll(job_id, "")
     return int(stale)

@@ -32,6 +32,7 @@ from worker.celery_app import app
 from worker.engine import export as engine
 from worker.limits import retry
 from worker.state.deadletter import DeadLetterStore, event_letters
+from worker.state.desired import DesiredState
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,14 @@ def schedule_attributes(job_id: str, countdown: float) -> None:
 
 
 def schedule_poll(job_id: str, kjob_id: str) -> None:
-    poll_import.apply_async((job_id, kjob_id), countdown=load_settings().poll_interval_seconds)
+    """A new import (``kjob_id``) is outstanding: make sure a round of the job's polls
+    follows (one round polls all of them)."""
+    state = DesiredState(runtime.redis_client(), runtime.job_keys(job_id))
+    engine.request_polls(job_id, state, _schedule_round, load_settings().poll_interval_seconds)
+
+
+def _schedule_round(job_id: str, countdown: float, attempt: int) -> None:
+    poll_imports.apply_async((job_id,), {"attempt": attempt}, countdown=countdown or None)
 
 
 def _record(job_id: str, events: list[dict[str, Any]]) -> int:
@@ -184,15 +192,18 @@ def flush_attributes(job_id: str) -> int:
     return engine.flush_attributes(job_id, schedule_attributes, schedule_poll).sent
 
 
+@app.task(name=names.POLL_IMPORTS, base=EngineTask, queue=names.REALTIME)
+def poll_imports(job_id: str, attempt: int = 0) -> bool:
+    """Poll every outstanding Klaviyo bulk import of the job; release or dead-letter the
+    users of those that ended; the next round is lined up while any runs."""
+    return engine.poll_imports(job_id, _schedule_round, attempt) is None
+
+
 @app.task(name=names.POLL_IMPORT, base=EngineTask, queue=names.REALTIME)
 def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> bool:
-    """Wait for a Klaviyo bulk import; release or dead-letter its users when it ends."""
-    again = engine.poll_import(job_id, kjob_id, attempt)
-    if again is not None:
-        poll_import.apply_async(
-            (job_id, kjob_id), {"attempt": again.attempt}, countdown=again.countdown
-        )
-    return again is None
+    """A poll of one import, queued before rounds existed: now it starts the job's round."""
+    schedule_poll(job_id, kjob_id)
+    return False
 
 
 @app.task(name=names.BOOTSTRAP, base=EngineTask, queue=names.MAINTENANCE)
