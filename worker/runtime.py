@@ -16,7 +16,7 @@ from core.jobswatch import JobsWatcher
 from core.keys import JobKeys
 from core.settings import load_settings
 from worker.klaviyo.client import KlaviyoClient, client_for
-from worker.limits.gate import Gate
+from worker.limits.gate import LIVE_RESERVE, Gate
 from worker.limits.ratelimit import RateLimiter
 
 _watchers: dict[str, JobsWatcher[JobsFile]] = {}
@@ -86,9 +86,10 @@ def limiter() -> RateLimiter:
     )
 
 
-def klaviyo(export_job: ExportJob) -> KlaviyoClient:
+def klaviyo(export_job: ExportJob, *, background: bool = False) -> KlaviyoClient:
     """The process's one Klaviyo client for this job's key, every request charged to the
-    shared limiter as it is sent."""
+    shared limiter as it is sent; a ``background`` one (a backfill, an attribute drain)
+    leaves live flushes their reserve of every window."""
     s = load_settings()
     return client_for(
         export_job.api_key(),
@@ -96,4 +97,4 @@ def klaviyo(export_job: ExportJob) -> KlaviyoClient:
         revision=s.klaviyo_revision,
         connect_timeout=s.http_connect_timeout,
         read_timeout=s.http_read_timeout,
-    ).limited(Gate(limiter()))
+    ).limited(Gate(limiter(), reserve=LIVE_RESERVE if background else 0.0))

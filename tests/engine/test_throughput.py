@@ -7,6 +7,7 @@ Mapped fields cost no subscribe throughput: members' fields go out in bulk impor
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import redis
 from contract.operations import GET_BULK_IMPORT, GET_BULK_IMPORTS
 from core.events import Action
 from core.keys import JobKeys
+from tests.backfill.helpers import run_start, write_jsonl
 from tests.conftest import wait_until
 from tests.harness import Stack, event
 
@@ -142,3 +144,43 @@ class TestPolling:
         _no_import_outstanding(slow_stack, "force")
         imported = slow_stack.admin("GET", "stats")["operations"]["bulk_import_profiles"]
         assert (imported["calls"], imported["items"]) == (2, 6)  # nobody imported twice
+
+
+def _left_in_minute() -> float:
+    return 60 - time.time() % 60
+
+
+class TestLiveFirst:
+    def test_a_live_enter_passes_a_backfill_that_fills_the_window(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        """Two jobs on one account; our share of subscribe is 30 calls a minute and 3 a
+        second (headroom 0.04). A 60,000-member backfill of one job takes every call the
+        window lets a backfill take; a live enter for the other job still reaches its list
+        at once, not at the next minute."""
+        stack.extra_env["RATE_LIMIT_HEADROOM"] = "0.04"
+        stack.write_jobs(
+            {"id": "bulk", "audiences": ["bulk"], "new_list_name": "Bulk"},
+            {"id": "live", "audiences": ["vip"], "new_list_name": "Live"},
+        )
+        stack.start_worker("live", concurrency=1, queues="realtime,maintenance")
+        stack.start_worker("bulk", concurrency=2, queues="backfill")
+        stack.send("live", [event("first@example.com", "vip", E, T0)])
+        stack.wait_for_members("live", {"first@example.com"})
+        if _left_in_minute() < 45:  # the live enter must land well before the window ends
+            time.sleep(_left_in_minute() + 0.5)
+        before = _calls(stack, "bulk_subscribe_profiles")
+        rows = [{"email": e} for e in _people(60_000)]  # 60 calls: more than a window holds
+        run_start(stack, "bulk", "--from-file", str(write_jsonl(tmp_path / "bulk.jsonl", rows)))
+
+        def share() -> int:  # what a backfill may have taken by now (30 less the reserve)
+            return 30 - int(0.2 * 30 * _left_in_minute() / 60)
+
+        wait_until(lambda: _calls(stack, "bulk_subscribe_profiles") - before >= share() - 1,
+                   timeout=40, message="the backfill at its share of the window")
+        assert _left_in_minute() > 15, "the window must still have a while to run"
+        sent = time.monotonic()
+        stack.send("live", [event("now@example.com", "vip", E, T0 + 1)])
+        stack.wait_for_members("live", {"first@example.com", "now@example.com"}, timeout=60)
+        took = time.monotonic() - sent
+        assert took < 5, took  # without a reserve: the next minute, 15 s or more away

@@ -55,9 +55,10 @@ def _parts(job_id: str) -> tuple[ExportJob, JobKeys, DesiredState]:
     return runtime.job(job_id), keys, DesiredState(runtime.redis_client(), keys)
 
 
-def klaviyo(job: ExportJob) -> KlaviyoClient:
-    """The job's Klaviyo client: each request it sends is charged to the shared limiter."""
-    return runtime.klaviyo(job)
+def klaviyo(job: ExportJob, *, background: bool = False) -> KlaviyoClient:
+    """The job's Klaviyo client: each request it sends is charged to the shared limiter
+    (``background``: leaving live flushes their reserve)."""
+    return runtime.klaviyo(job, background=background)
 
 
 def record(job_id: str, events: Sequence[AudienceEvent], schedule: Scheduler) -> Recorded:
@@ -101,8 +102,13 @@ def flush(
     schedule: Scheduler,
     schedule_poll: Callable[[str, str], None],
     schedule_attributes: AttributesScheduler = no_drain,
+    *,
+    background: bool = False,
 ) -> FlushOutcome:
-    """Flush one batch of the job's pending users, and line up what follows."""
+    """Flush one batch of the job's pending users, and line up what follows.
+
+    A ``background`` flush (asked for by a backfill chunk: the users a throttled chunk left
+    pending) is charged as the backfill is, leaving live flushes their reserve."""
     job, keys, state = _parts(job_id)
     store = JobStateStore(state.redis, keys)
     list_id = ensure_ready(job, store)
@@ -115,7 +121,8 @@ def flush(
         if state.due_count(int(time.time() * 1000)) > 2 * load_settings().flush_batch_size:
             schedule(job_id, 0.0)  # widen: another flusher can take the next batch
         context = flush_context(job, list_id, state, schedule_poll, store=store,
-                                schedule_attributes=schedule_attributes)
+                                schedule_attributes=schedule_attributes,
+                                queue=names.BACKFILL if background else names.REALTIME)
         outcome = Flusher(context).run()
     finally:
         state.redis.zrem(keys.flushers, token)
@@ -140,7 +147,7 @@ def flush_context(
         list_id=list_id,
         state=state,
         jobstate=store or JobStateStore(state.redis, state.keys),
-        client=klaviyo(job),
+        client=klaviyo(job, background=queue == names.BACKFILL),
         deadletters=DeadLetterStore(state.redis, state.keys.prefix, job.id),
         batch_size=ops.BULK_IMPORT.batch_cap if job.force_add else s.flush_batch_size,
         lease_seconds=s.lease_seconds,
@@ -164,7 +171,7 @@ def flush_attributes(
     s = load_settings()
     drain = attributes.Drain(
         state=state,
-        client=klaviyo(job),
+        client=klaviyo(job, background=True),  # fields wait; memberships do not
         letters=DeadLetterStore(state.redis, keys.prefix, job_id),
         lease_seconds=s.lease_seconds,
         schedule_poll=lambda kjob_id: schedule_poll(job_id, kjob_id),

@@ -23,14 +23,22 @@ class Throttled(Exception):
         self.wait = wait
 
 
+LIVE_RESERVE = 0.2  # the share of every window a background caller leaves to live calls
+
+
 @dataclass(frozen=True)
 class Gate:
-    """Charges one account's requests to the shared limiter (a ``RequestLimiter``)."""
+    """Charges one account's requests to the shared limiter (a ``RequestLimiter``).
+
+    A background gate (a backfill chunk's flush, an attribute drain) passes ``reserve``: it
+    leaves that share of every window, shrinking as the window runs out, to live flushes.
+    """
 
     limiter: RateLimiter
+    reserve: float = 0.0
 
     def charge(self, account: str, op: Operation) -> None:
-        wait = self.limiter.acquire(account, op)
+        wait = self.limiter.acquire(account, op, reserve=self.reserve)
         if wait > 0:
             raise Throttled(wait)
 

@@ -15,6 +15,12 @@ Redis keys (strings and hashes, each with a TTL so nothing outlives its window):
 at real multiples of ``length / speed``, the same boundaries as the sandbox's virtual clock.
 Returned waits and cool-downs are real seconds. When several windows are full the wait is the
 longest of them, since the call cannot pass before all have reset.
+
+Live first: a background caller (a backfill, an attribute drain) passes ``reserve`` (a share
+of every window). It is admitted only while the window's count stays under
+``allowed - floor(reserve * allowed * time left in the window / its length)``: the reserve is kept
+for live calls and shrinks as the window runs out, so by its end a backfill may use whatever
+live traffic left, and a backfill alone still gets the whole window.
 """
 
 from __future__ import annotations
@@ -37,10 +43,12 @@ MAX_SPEED = 1_000_000  # a burst window of 1 µs: server time has no finer grain
 # allowed) per window; a length may be fractional (1 s at speed 30), so windows start at exact
 # multiples of it, as the sandbox's do. A call granted in the last ``guard`` of a steady or
 # daily window may reach Klaviyo in the next one, so it is charged to both (field p
-# pre-charges the next window); the 1 s burst window is left exact. Returns 0 when granted,
-# else the whole microseconds to wait (>= 1).
+# pre-charges the next window); the 1 s burst window is left exact. The last ARGV is the
+# reserve a background caller leaves (0 for a live one; see the module docstring). Returns 0
+# when granted, else the whole microseconds to wait (>= 1).
 _ACQUIRE = """
 local n, guard = tonumber(ARGV[1]), tonumber(ARGV[2])
+local reserve = tonumber(ARGV[2 * #KEYS + 1] or '0')
 local pause = redis.call('PTTL', KEYS[1])
 if pause > 0 then return pause * 1000 end
 local t = redis.call('TIME')
@@ -57,10 +65,15 @@ for i = 2, #KEYS do
     used[i] = tonumber(v[3] or 0)
   end
   cross[i] = i >= 3 and math.floor((now + math.min(guard, len / 10)) / len) > w
+  local left = (w + 1) * len - now
   if used[i] + n > allowed then
-    wait = math.max(wait, 1, math.ceil((w + 1) * len - now))
+    wait = math.max(wait, 1, math.ceil(left))
   elseif cross[i] and pre[i] + n > allowed then
-    wait = math.max(wait, 1, math.ceil((w + 1) * len - now))
+    wait = math.max(wait, 1, math.ceil(left))
+  elseif reserve > 0 and used[i] + n > allowed - math.floor(reserve * allowed * left / len) then
+    -- the reserve (whole calls) shrinks with the time left: wait until it leaves room for n
+    local room = (allowed - used[i] - n + 1) * len / (reserve * allowed)
+    wait = math.max(wait, 1, math.ceil(left - room) + 1)
   end
 end
 if wait > 0 then return wait end
@@ -106,12 +119,16 @@ class RateLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
         self._cooldown = redis.register_script(_COOLDOWN)
 
-    def acquire(self, account: str, op: Operation, n: int = 1) -> float:
+    def acquire(self, account: str, op: Operation, n: int = 1, reserve: float = 0.0) -> float:
         """Count ``n`` calls and return 0.0, or count nothing and return the seconds to wait.
 
         The wait is the cool-down left or, when windows are full, the time until every full
         window has reset (the longest of them), since only then can the same call pass.
+        ``reserve`` (0 ≤ reserve < 1) makes this a background call that leaves that share of
+        each window, shrinking with the time the window has left, to live calls.
         """
+        if not 0 <= reserve < 1:
+            raise ValueError(f"reserve must be in [0, 1), not {reserve}")
         windows = self._windows(op)
         if n < 1 or any(n > allowed for _, allowed in windows):
             raise ValueError(f"{op.name}: cannot acquire {n} calls (window allowances {windows})")
@@ -119,6 +136,7 @@ class RateLimiter:
         args: list[float] = [n, BOUNDARY_GUARD_SECONDS * _US / self.speed]
         for length, allowed in windows:
             args += [length, allowed]
+        args.append(reserve)
         wait_us = int(self._acquire(keys=keys[: 1 + len(windows)], args=args))
         return wait_us / _US
 

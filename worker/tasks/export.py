@@ -141,6 +141,13 @@ def schedule_flush(job_id: str, countdown: float) -> None:
     flush.apply_async((job_id,), countdown=countdown or None)
 
 
+def schedule_background_flush(job_id: str, countdown: float) -> None:
+    """A flush a backfill asks for: on the backfill queue, charged as the backfill is."""
+    flush.apply_async(
+        (job_id,), {"background": True}, countdown=countdown or None, queue=names.BACKFILL
+    )
+
+
 def schedule_attributes(job_id: str, countdown: float) -> None:
     flush_attributes.apply_async((job_id,), countdown=countdown or None)
 
@@ -181,9 +188,13 @@ def change(job_id: str, events: list[dict[str, Any]]) -> int:
 
 
 @app.task(name=names.FLUSH, base=EngineTask, queue=names.REALTIME)
-def flush(job_id: str) -> int:
-    """Apply the current desired state of one batch of pending users."""
-    return engine.flush(job_id, schedule_flush, schedule_poll, schedule_attributes).claimed
+def flush(job_id: str, background: bool = False) -> int:
+    """Apply the current desired state of one batch of pending users (``background``: for
+    a backfill, leaving live flushes their reserve of every window)."""
+    follow = schedule_background_flush if background else schedule_flush
+    return engine.flush(
+        job_id, follow, schedule_poll, schedule_attributes, background=background
+    ).claimed
 
 
 @app.task(name=names.FLUSH_ATTRIBUTES, base=EngineTask, queue=names.REALTIME)
