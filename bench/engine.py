@@ -34,6 +34,7 @@ class EngineStack:
     force_add: bool
     concurrency: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    field_map: dict[str, str] = field(default_factory=dict)  # Lytics field → Klaviyo attribute
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -74,7 +75,14 @@ class EngineStack:
         self.jobs_file.write_text(
             f'[[jobs]]\nid = "{self.job}"\naudiences = ["{AUDIENCE}"]\n'
             f'new_list_name = "bench {self.tag}"\n'
-            f"force_add = {'true' if self.force_add else 'false'}\n",
+            f"force_add = {'true' if self.force_add else 'false'}\n"
+            + (
+                "field_map = { "
+                + ", ".join(f'"{k}" = "{v}"' for k, v in self.field_map.items())
+                + " }\n"
+                if self.field_map
+                else ""
+            ),
             encoding="utf-8",
         )
         log_path = self.workdir / f"worker-{self.tag}.log"
