@@ -66,8 +66,15 @@ class Drain:
     lease_seconds: float
     schedule_poll: Callable[[str], None]
 
-    def run(self, max_profiles: int = IMPORT_PROFILES) -> DrainOutcome:
+    def run(self, max_profiles: int = IMPORT_PROFILES, wait_seconds: float = 0.0) -> DrainOutcome:
+        """Send one import: a full one, or a partial one once its oldest member has waited
+        ``wait_seconds`` (so however many drains are asked for, partial imports stay rare)."""
         queue = AttributeQueue(self.state.redis, self.state.keys)
+        oldest = queue.oldest_ms()
+        if queue.queued() < max_profiles and not self.state.redis.zcount(
+            self.state.keys.attrs_inflight, "-inf", now_ms()
+        ) and (oldest is None or now_ms() - oldest < wait_seconds * 900):  # 10 % early is due
+            return DrainOutcome()  # not full and not due: the timer brings a drain later
         users = queue.claim(now_ms(), int(self.lease_seconds * 1000), max_profiles)
         outcome = DrainOutcome()
         left = list(users)

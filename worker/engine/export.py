@@ -16,7 +16,7 @@ from contract import operations as ops
 from core import names
 from core.events import AudienceEvent
 from core.jobs import ExportJob
-from core.keys import JobKeys
+from core.keys import JobKeys, current_run_key
 from core.settings import load_settings
 from worker import runtime
 from worker.engine import attributes, imports
@@ -176,7 +176,7 @@ def flush_attributes(
         lease_seconds=s.lease_seconds,
         schedule_poll=lambda kjob_id: schedule_poll(job_id, kjob_id),
     )
-    outcome = drain.run()
+    outcome = drain.run(wait_seconds=s.attribute_wait_seconds)
     if outcome.stopped:
         store.auth_failed(f"Klaviyo refused the key: {outcome.stopped}")
         return outcome
@@ -278,14 +278,17 @@ def sweep(
     schedule: Scheduler,
     schedule_poll: Callable[[str, str], None],
     schedule_attributes: AttributesScheduler = no_drain,
+    schedule_background: Scheduler | None = None,
 ) -> int:
     """The safety net: flush users nobody is flushing, drain fields nobody is draining, and
-    poll imports nobody is polling."""
+    poll imports nobody is polling. While a backfill runs, its leftovers are flushed in the
+    background (``schedule_background``), leaving live flushes their reserve."""
     _job, keys, state = _parts(job_id)
     now = int(time.time() * 1000)
     stale = state.redis.zcount(keys.inflight, "-inf", now)
     if state.due_count(now) or stale:
-        schedule(job_id, 0.0)
+        backfilling = state.redis.exists(current_run_key(keys.prefix, job_id))
+        (schedule_background if backfilling and schedule_background else schedule)(job_id, 0.0)
     if state.redis.zcount(keys.attrs_inflight, "-inf", now):  # a drain died holding fields
         schedule_attributes(job_id, 0.0)
     elif state.redis.zcard(keys.attrs_pending):

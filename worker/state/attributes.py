@@ -55,6 +55,11 @@ class AttributeQueue:
             pipe.zadd(self.keys.attrs_pending, dict.fromkeys(emails, now_ms), lt=True)
             pipe.execute()
 
+    def oldest_ms(self) -> int | None:
+        """When the longest-waiting queued member was queued (ms), None when none is."""
+        first = self.redis.zrange(self.keys.attrs_pending, 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
     def queued(self) -> int:
         return int(self.redis.zcard(self.keys.attrs_pending))
 

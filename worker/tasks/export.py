@@ -231,7 +231,8 @@ def sweep() -> int:
     """Beat's safety flush: every job with users waiting gets a flush, every import a poll."""
     swept = 0
     for job in runtime.jobs().jobs:
-        swept += engine.sweep(job.id, schedule_flush, schedule_poll, schedule_attributes)
+        swept += engine.sweep(job.id, schedule_flush, schedule_poll, schedule_attributes,
+                              schedule_background_flush)
     return swept
 
 
