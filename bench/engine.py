@@ -36,6 +36,7 @@ class EngineStack:
     concurrency: int
     extra_env: dict[str, str] = field(default_factory=dict)
     job_lines: str = ""  # more TOML lines for the job (``resubscribe = true``...)
+    field_map: dict[str, str] = field(default_factory=dict)  # Lytics field → Klaviyo attribute
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -76,7 +77,14 @@ class EngineStack:
             f'[[jobs]]\nid = "{self.job}"\naudiences = ["{AUDIENCE}"]\n'
             f'new_list_name = "bench {self.tag}"\n'
             'new_list_opt_in = "single"\n'  # throughput, not confirmations
-            f"force_add = {'true' if self.force_add else 'false'}\n{self.job_lines}",
+            f"force_add = {'true' if self.force_add else 'false'}\n{self.job_lines}"
+            + (
+                "field_map = { "
+                + ", ".join(f'"{k}" = "{v}"' for k, v in self.field_map.items())
+                + " }\n"
+                if self.field_map
+                else ""
+            ),
             encoding="utf-8",
         )
         log_path = self.workdir / f"worker-{self.tag}.log"

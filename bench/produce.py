@@ -34,6 +34,8 @@ def main() -> int:
     parser.add_argument("--profiles", type=int, required=True)
     parser.add_argument("--body", type=int, default=1000)
     parser.add_argument("--emails", default="u", help="email local-part prefix")
+    parser.add_argument("--action", choices=("enter", "exit"), default="enter")
+    parser.add_argument("--fields", action="store_true", help="three mapped fields per profile")
     args = parser.parse_args()
     app = create_app(Settings(redis_url=args.redis, key_prefix=args.prefix))  # type: ignore[arg-type]
     first_publish = time.time()
@@ -44,9 +46,12 @@ def main() -> int:
         events = [
             AudienceEvent(
                 audience=args.audience,
-                action=Action.ENTER,
+                action=Action.ENTER if args.action == "enter" else Action.EXIT,
                 ts_ns=ts,
-                profile={"email": email(args.emails, i)},
+                profile={
+                    "email": email(args.emails, i),
+                    **({"first_name": f"N{i}", "city": "Oslo", "ltv": i} if args.fields else {}),
+                },
             )
             for i in range(first, min(first + args.body, args.profiles))
         ]

@@ -88,6 +88,15 @@ BULK_IMPORT = Operation(
 GET_BULK_IMPORT = Operation(
     "get_bulk_import_profiles_job", "GET", "/api/profile-bulk-import-jobs/{job_id}", 10, 150
 )
+# the account's import jobs, filterable by status: one call polls up to 100 jobs at once
+GET_BULK_IMPORTS = Operation(
+    "get_bulk_import_profiles_jobs",
+    "GET",
+    "/api/profile-bulk-import-jobs",
+    10,
+    150,
+    max_items=100,
+)
 GET_BULK_IMPORT_PROFILES = Operation(
     "get_profiles_for_bulk_import_profiles_job",
     "GET",
@@ -135,6 +144,7 @@ ALL: tuple[Operation, ...] = (
     PROFILE_IMPORT,
     BULK_IMPORT,
     GET_BULK_IMPORT,
+    GET_BULK_IMPORTS,
     GET_BULK_IMPORT_PROFILES,
     GET_BULK_IMPORT_PROFILE_IDS,
     GET_BULK_IMPORT_ERRORS,

@@ -27,7 +27,12 @@ APPLIED = ":applied"
 REMOVAL_WAITS = ":removal-waits"
 DRIFT = ":drift"
 COUNTERS = ":counters"
-LUA_SUFFIXES = (USER, FIELDS, PENDING, INFLIGHT, SETTLING, APPLIED, REMOVAL_WAITS, DRIFT, COUNTERS)
+ATTRS_PENDING = ":attrs-pending"
+ATTRS_INFLIGHT = ":attrs-inflight"
+LUA_SUFFIXES = (
+    USER, FIELDS, PENDING, INFLIGHT, SETTLING, APPLIED, REMOVAL_WAITS, DRIFT, COUNTERS,
+    ATTRS_PENDING, ATTRS_INFLIGHT,
+)
 
 
 def job_base(prefix: str, job_id: str) -> str:
@@ -101,6 +106,26 @@ class JobKeys:
     def flush_failures(self) -> str:
         """Flushes failed in a row (a 5xx, a timeout): how far the next one backs off."""
         return f"{self.base}:flush-failures"
+
+    @property
+    def attrs_pending(self) -> str:
+        """Zset of members whose mapped fields wait for an attribute bulk import (score: ms)."""
+        return self.base + ATTRS_PENDING
+
+    @property
+    def attrs_inflight(self) -> str:
+        """Zset of members whose fields an attribute drain is sending (score: lease expiry)."""
+        return self.base + ATTRS_INFLIGHT
+
+    @property
+    def attrs_timer(self) -> str:
+        """Set while an attribute drain is scheduled for a partial import."""
+        return f"{self.base}:attrs-timer"
+
+    @property
+    def poll_timer(self) -> str:
+        """Set while the job's next round of import polls is scheduled."""
+        return f"{self.base}:poll-timer"
 
     @property
     def bootstrap_lock(self) -> str:

@@ -21,6 +21,8 @@ AUDIENCE_CHANGE = "audience.change"
 # export tasks
 FLUSH = "export.flush"
 POLL_IMPORT = "export.poll_import"
+FLUSH_ATTRIBUTES = "export.flush_attributes"
+POLL_IMPORTS = "export.poll_imports"
 BOOTSTRAP = "export.bootstrap"
 SWEEP = "export.sweep"
 BOOTSTRAP_ALL = "export.bootstrap_all"
@@ -38,7 +40,8 @@ OPTOUTS_REFRESH = "ops.optouts_refresh"
 
 TASKS = (
     AUDIENCE_ENTER, AUDIENCE_EXIT, AUDIENCE_CHANGE,
-    FLUSH, POLL_IMPORT, BOOTSTRAP, SWEEP, BOOTSTRAP_ALL, CONFIRM, CONFIRM_ALL,
+    FLUSH, POLL_IMPORT, FLUSH_ATTRIBUTES, POLL_IMPORTS, BOOTSTRAP, SWEEP, BOOTSTRAP_ALL, CONFIRM,
+    CONFIRM_ALL,
     BACKFILL_CHUNK, BACKFILL_SEGMENT,
     HEARTBEAT, HEALTH, OPTOUTS_REFRESH,
 )

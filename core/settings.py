@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     subscribe_settle_seconds: float = Field(default=30.0, ge=0)
     flush_parallelism: int = Field(default=4, ge=1, le=64)
     poll_interval_seconds: PositiveFloat = 1.0
+    # mapped fields wait this long to fill a 10,000-profile attribute import before a
+    # partial one is sent (bulk imports: 150 a minute, shared with force-add)
+    attribute_wait_seconds: PositiveFloat = 2.0
     sweep_interval_seconds: PositiveFloat = 5.0
     bootstrap_interval_seconds: PositiveFloat = 60.0
     max_deliveries: int = Field(default=5, ge=1)

@@ -9,6 +9,7 @@ import orjson
 
 from sandbox import errors, paging
 from sandbox.clock import iso
+from sandbox.filters import parse_filter
 from sandbox.identity import email_error, job_id
 from sandbox.jobs import ITEMS, ImportJob, SubscribeJob, UnsubscribeJob
 from sandbox.pipeline import Ctx, Handler, Reply
@@ -173,6 +174,22 @@ def get_bulk_import_profiles_job(ctx: Ctx) -> Reply:
     return Reply(200, doc, items=1)
 
 
+IMPORT_JOB_FILTER_FIELDS = {"status"}  # the spec: `status` with `any` and `equals`
+
+
+def get_bulk_import_profiles_jobs(ctx: Ctx) -> Reply:
+    """``GET /api/profile-bulk-import-jobs``: the account's import jobs, ``filter`` on status
+    (``equals``/``any``), ``sort`` by ``created_at``, 20 a page by default, 100 at most."""
+    conditions = parse_filter(ctx.query("filter"), IMPORT_JOB_FILTER_FIELDS)
+    found = [job for job in ctx.account.import_jobs.values()
+             if all(job.status in c.values for c in conditions)]
+    found.sort(key=lambda job: job.created_at, reverse=ctx.query("sort") == "-created_at")
+    page, cursor = paging.offset_page(ctx.request, found,
+                                      page_size(ctx.op, ctx.query("page[size]"), 20))
+    data = [job.resource(ctx.base) for job in page]
+    return Reply(200, paging.collection(ctx.request, data, cursor), items=len(data))
+
+
 def get_errors_for_bulk_import_profiles_job(ctx: Ctx) -> Reply:
     """``GET .../import-errors``: one ``import-error`` per refused profile."""
     job = _job(ctx, "id")
@@ -208,6 +225,7 @@ HANDLERS: dict[str, Handler] = {
     "bulk_import_profiles": bulk_import_profiles,
     "bulk_unsubscribe_profiles": bulk_unsubscribe_profiles,
     "get_bulk_import_profiles_job": get_bulk_import_profiles_job,
+    "get_bulk_import_profiles_jobs": get_bulk_import_profiles_jobs,
     "get_errors_for_bulk_import_profiles_job": get_errors_for_bulk_import_profiles_job,
     "get_profiles_for_bulk_import_profiles_job": get_profiles_for_bulk_import_profiles_job,
     "get_profile_ids_for_bulk_import_profiles_job": get_profile_ids_for_bulk_import_profiles_job,

@@ -18,7 +18,7 @@ from core.keys import JobKeys
 from core.settings import load_settings
 from worker.klaviyo.client import KlaviyoClient, client_for
 from worker.limits.failover import Fence
-from worker.limits.gate import Gate
+from worker.limits.gate import LIVE_RESERVE, Gate
 from worker.limits.ratelimit import RateLimiter
 
 _watchers: dict[str, JobsWatcher[JobsFile]] = {}
@@ -97,9 +97,10 @@ def fence() -> Fence | None:
     return Fence(redis_client(), prefix=s.key_prefix, speed=s.rate_limit_speed)
 
 
-def klaviyo(export_job: ExportJob) -> KlaviyoClient:
+def klaviyo(export_job: ExportJob, *, background: bool = False) -> KlaviyoClient:
     """The process's one Klaviyo client for this job's key, every request charged to the
-    shared limiter as it is sent."""
+    shared limiter as it is sent; a ``background`` one (a backfill, an attribute drain)
+    leaves live flushes their reserve of every window."""
     s = load_settings()
     return client_for(
         export_job.api_key(),
@@ -107,4 +108,4 @@ def klaviyo(export_job: ExportJob) -> KlaviyoClient:
         revision=s.klaviyo_revision,
         connect_timeout=s.http_connect_timeout,
         read_timeout=s.http_read_timeout,
-    ).limited(Gate(limiter(), fence()))
+    ).limited(Gate(limiter(), fence(), reserve=LIVE_RESERVE if background else 0.0))

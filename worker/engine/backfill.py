@@ -47,11 +47,14 @@ class ChunkOutcome:
 
 
 def export_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler,
-                 schedule_poll: Callable[[str, str], None], *, attempt: int = 0) -> ChunkOutcome:
+                 schedule_poll: Callable[[str, str], None], *, attempt: int = 0,
+                 schedule_attributes: engine.AttributesScheduler = engine.no_drain,
+                 ) -> ChunkOutcome:
     """Run chunk ``n``; a passing Redis error runs it again later, any other error counts it
     as failed (logged with its traceback, which reaches Sentry) so the run still finishes."""
     try:
-        return run_chunk(job_id, run_id, n, schedule_flush, schedule_poll)
+        return run_chunk(job_id, run_id, n, schedule_flush, schedule_poll,
+                         schedule_attributes=schedule_attributes)
     except PASSING_REDIS_ERRORS as exc:
         wait = retry.chunk_retry(attempt)
         log.warning("backfill %s/%s chunk %d: Redis unreachable (%s), again in %.1fs",
@@ -63,7 +66,9 @@ def export_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Schedu
 
 
 def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler,
-              schedule_poll: Callable[[str, str], None]) -> ChunkOutcome:
+              schedule_poll: Callable[[str, str], None], *,
+              schedule_attributes: engine.AttributesScheduler = engine.no_drain,
+              ) -> ChunkOutcome:
     """Record chunk ``n``, flush the users it claimed, count it once."""
     store = run_store(job_id, run_id)
     stored = store.stored_result(n)
@@ -83,7 +88,8 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
         lease_ms = int(load_settings().lease_seconds * 1000)
         _changed, claimed = state.record_and_claim(marks, now, lease_ms)
         context = engine.flush_context(job, job_state.list_id, state, schedule_poll,
-                                       queue=names.BACKFILL)
+                                       queue=names.BACKFILL,
+                                       schedule_attributes=schedule_attributes)
         outcome = Flusher(context).run(claimed)
         if outcome.again_in is not None and not outcome.transient and not outcome.stopped:
             return ChunkOutcome(None, outcome.again_in)

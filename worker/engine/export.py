@@ -11,16 +11,15 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from contract import operations as ops
 from core import names
 from core.events import AudienceEvent
 from core.jobs import ExportJob
-from core.keys import JobKeys
+from core.keys import JobKeys, current_run_key
 from core.settings import load_settings
 from worker import runtime
-from worker.engine import confirm, imports
+from worker.engine import attributes, confirm, imports
 from worker.engine.bootstrap import bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
@@ -34,6 +33,12 @@ from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore, Status
 
 Scheduler = Callable[[str, float], None]  # (job_id, countdown) → enqueue a flush
+# (job_id, countdown) → enqueue an attribute drain (``export.flush_attributes``)
+AttributesScheduler = Callable[[str, float], None]
+
+
+def no_drain(_job_id: str, _countdown: float) -> None:
+    """No attribute drain wanted (tests of flushes alone)."""
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +55,10 @@ def _parts(job_id: str) -> tuple[ExportJob, JobKeys, DesiredState]:
     return runtime.job(job_id), keys, DesiredState(runtime.redis_client(), keys)
 
 
-def klaviyo(job: ExportJob) -> KlaviyoClient:
-    """The job's Klaviyo client: each request it sends is charged to the shared limiter."""
-    return runtime.klaviyo(job)
+def klaviyo(job: ExportJob, *, background: bool = False) -> KlaviyoClient:
+    """The job's Klaviyo client: each request it sends is charged to the shared limiter
+    (``background``: leaving live flushes their reserve)."""
+    return runtime.klaviyo(job, background=background)
 
 
 def record(job_id: str, events: Sequence[AudienceEvent], schedule: Scheduler) -> Recorded:
@@ -92,9 +98,17 @@ def ensure_ready(job: ExportJob, store: JobStateStore) -> str | None:
 
 
 def flush(
-    job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]
+    job_id: str,
+    schedule: Scheduler,
+    schedule_poll: Callable[[str, str], None],
+    schedule_attributes: AttributesScheduler = no_drain,
+    *,
+    background: bool = False,
 ) -> FlushOutcome:
-    """Flush one batch of the job's pending users, and line up what follows."""
+    """Flush one batch of the job's pending users, and line up what follows.
+
+    A ``background`` flush (asked for by a backfill chunk: the users a throttled chunk left
+    pending) is charged as the backfill is, leaving live flushes their reserve."""
     job, keys, state = _parts(job_id)
     store = JobStateStore(state.redis, keys)
     list_id = ensure_ready(job, store)
@@ -106,13 +120,15 @@ def flush(
     try:
         if state.due_count(int(time.time() * 1000)) > 2 * load_settings().flush_batch_size:
             schedule(job_id, 0.0)  # widen: another flusher can take the next batch
-        ctx = flush_context(job, list_id, state, schedule_poll, store=store)
-        outcome = Flusher(ctx).run()
+        context = flush_context(job, list_id, state, schedule_poll, store=store,
+                                schedule_attributes=schedule_attributes,
+                                queue=names.BACKFILL if background else names.REALTIME)
+        outcome = Flusher(context).run()
     finally:
         state.redis.zrem(keys.flushers, token)
     _follow_up(job_id, state, outcome, schedule)
     # opportunistic: a flush of a double opt-in job is a moment to look for confirmations too
-    outcome.confirm = ctx.awaits_confirmation and confirm.due(
+    outcome.confirm = context.awaits_confirmation and confirm.due(
         state, load_settings().confirm_interval_seconds)
     return outcome
 
@@ -125,6 +141,7 @@ def flush_context(
     *,
     store: JobStateStore | None = None,
     queue: str = names.REALTIME,
+    schedule_attributes: AttributesScheduler = no_drain,
 ) -> FlushContext:
     """What one flush of ``job`` needs: a live flush's or a backfill chunk's (``queue``)."""
     s = load_settings()
@@ -134,7 +151,7 @@ def flush_context(
         list_id=list_id,
         state=state,
         jobstate=store,
-        client=klaviyo(job),
+        client=klaviyo(job, background=queue == names.BACKFILL),
         deadletters=DeadLetterStore(state.redis, state.keys.prefix, job.id),
         batch_size=ops.BULK_IMPORT.batch_cap if job.force_add else s.flush_batch_size,
         lease_seconds=s.lease_seconds,
@@ -142,7 +159,40 @@ def flush_context(
         queue=queue,
         schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
         awaits_confirmation=confirm.awaits_confirmation(job, store.get()),
+        schedule_attributes=lambda countdown: schedule_attributes(job.id, countdown),
+        attribute_wait_seconds=s.attribute_wait_seconds,
     )
+
+
+def flush_attributes(
+    job_id: str, schedule_attributes: AttributesScheduler, schedule_poll: Callable[[str, str], None]
+) -> attributes.DrainOutcome:
+    """Send one import of queued mapped fields (up to 10,000 profiles); line up the next."""
+    job, keys, state = _parts(job_id)
+    state.redis.delete(keys.attrs_timer)
+    store = JobStateStore(state.redis, keys)
+    if not store.get().can_call:
+        return attributes.DrainOutcome(stopped=store.get().reason or "job is not ready")
+    s = load_settings()
+    drain = attributes.Drain(
+        state=state,
+        client=klaviyo(job, background=True),  # fields wait; memberships do not
+        letters=DeadLetterStore(state.redis, keys.prefix, job_id),
+        lease_seconds=s.lease_seconds,
+        schedule_poll=lambda kjob_id: schedule_poll(job_id, kjob_id),
+    )
+    outcome = drain.run(wait_seconds=s.attribute_wait_seconds)
+    if outcome.stopped:
+        store.auth_failed(f"Klaviyo refused the key: {outcome.stopped}")
+        return outcome
+    if outcome.again_in is not None:
+        schedule_attributes(job_id, retry.jittered(outcome.again_in))
+    else:
+        def again(countdown: float) -> None:
+            schedule_attributes(job_id, countdown)
+
+        attributes.request(state, again, s.attribute_wait_seconds)
+    return outcome
 
 
 def _follow_up(
@@ -168,39 +218,58 @@ def _follow_up(
 
 @dataclass(frozen=True)
 class NextPoll:
-    """When to poll an import again; ``attempt`` counts polls Klaviyo could not answer."""
+    """When to poll the job's imports again; ``attempt`` counts rounds Klaviyo could not
+    answer in a row."""
 
     countdown: float
     attempt: int = 0
 
 
-def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> NextPoll | None:
-    """Poll one Klaviyo import job; return when to poll again, None when it has finished.
+PollScheduler = Callable[[str, float, int], None]  # (job_id, countdown, attempt) → a round
+POLL_TIMER_GRACE_SECONDS = 60.0  # a round lined up but not run by then is lost: sweep starts one
 
-    Our own throttle, a 429 and a 5xx are expected on the way: the poll is put off (the
+
+def request_polls(
+    job_id: str, state: DesiredState, schedule: PollScheduler, countdown: float, attempt: int = 0
+) -> bool:
+    """Line up the job's next round of import polls, unless one is already lined up."""
+    ttl = int((countdown + POLL_TIMER_GRACE_SECONDS) * 1000)
+    if state.redis.set(state.keys.poll_timer, 1, nx=True, px=ttl):
+        schedule(job_id, countdown, attempt)
+        return True
+    return False
+
+
+def poll_imports(job_id: str, schedule: PollScheduler, attempt: int = 0) -> NextPoll | None:
+    """Poll every outstanding Klaviyo import of the job (one list call), line up the next
+    round while any runs; None when none is left.
+
+    Our own throttle, a 429 and a 5xx are expected on the way: the round is put off (the
     limiter's wait, ``Retry-After``, or a capped backoff), logged without a traceback, and
-    never raised, so the chain of polls goes on without waiting for beat's sweep.
+    never raised; the users the imports hold keep their lease for the whole wait.
     """
     job, keys, state = _parts(job_id)
     letters = DeadLetterStore(state.redis, keys.prefix, job_id)
     s = load_settings()
+    nxt: NextPoll | None
     try:
-        result = imports.poll(state, klaviyo(job), letters, kjob_id, s.lease_seconds)
+        result = imports.poll_all(state, klaviyo(job), letters, s.lease_seconds)
+        nxt = NextPoll(s.poll_interval_seconds) if result.running else None
     except Throttled as exc:
-        log.info("import %s of job %s: poll throttled, next in %.1fs", kjob_id, job_id, exc.wait)
-        return _defer(state, kjob_id, NextPoll(exc.wait, attempt))
+        log.info("imports of job %s: poll throttled, next in %.1fs", job_id, exc.wait)
+        nxt = NextPoll(exc.wait, attempt)
     except KlaviyoRetriableError as exc:
         wait = retry.poll_again(attempt, exc.retry_after, s.poll_interval_seconds)
         kind = "rate limited (429)" if isinstance(exc, RateLimited) else f"failed ({exc})"
-        log.warning("import %s of job %s: poll %s, next in %.1fs", kjob_id, job_id, kind, wait)
-        return _defer(state, kjob_id, NextPoll(wait, attempt + 1))
-    return None if result.finished else NextPoll(s.poll_interval_seconds)
-
-
-def _defer(state: DesiredState, kjob_id: str, nxt: NextPoll) -> NextPoll:
-    """Tell beat's sweep this import is being polled, so it does not start a second chain."""
-    due = time.time() + nxt.countdown
-    state.redis.zadd(imports.outstanding_key(state), {kjob_id: due}, xx=True)
+        log.warning("imports of job %s: poll %s, next in %.1fs", job_id, kind, wait)
+        nxt = NextPoll(wait, attempt + 1)
+    if nxt is not None and nxt.countdown > s.poll_interval_seconds:
+        imports.hold(state, None, nxt.countdown + s.lease_seconds)  # put off: keep them held
+    state.redis.delete(keys.poll_timer)
+    if nxt is None and state.redis.zcard(imports.outstanding_key(state)):
+        nxt = NextPoll(s.poll_interval_seconds)  # registered while this round ran
+    if nxt is not None:
+        request_polls(job_id, state, schedule, nxt.countdown, nxt.attempt)
     return nxt
 
 
@@ -233,19 +302,31 @@ def run_confirm(job_id: str, schedule: Scheduler) -> confirm.ConfirmOutcome | No
     return outcome
 
 
-def sweep(job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]) -> int:
-    """The safety net: flush users nobody is flushing, and poll imports nobody is polling."""
+def sweep(
+    job_id: str,
+    schedule: Scheduler,
+    schedule_poll: Callable[[str, str], None],
+    schedule_attributes: AttributesScheduler = no_drain,
+    schedule_background: Scheduler | None = None,
+) -> int:
+    """The safety net: flush users nobody is flushing, drain fields nobody is draining, and
+    poll imports nobody is polling. While a backfill runs, its leftovers are flushed in the
+    background (``schedule_background``), leaving live flushes their reserve."""
     _job, keys, state = _parts(job_id)
     now = int(time.time() * 1000)
     stale = state.redis.zcount(keys.inflight, "-inf", now)
     if state.due_count(now) or stale:
-        schedule(job_id, 0.0)
-    cutoff = time.time() - 10 * load_settings().poll_interval_seconds
-    raw = cast(
-        "list[bytes]", state.redis.zrangebyscore(imports.outstanding_key(state), "-inf", cutoff)
-    )
-    forgotten = [k.decode() for k in raw]
-    for kjob_id in forgotten:
-        state.redis.zadd(imports.outstanding_key(state), {kjob_id: time.time()})
-        schedule_poll(job_id, kjob_id)
+        backfilling = state.redis.exists(current_run_key(keys.prefix, job_id))
+        (schedule_background if backfilling and schedule_background else schedule)(job_id, 0.0)
+    if state.redis.zcount(keys.attrs_inflight, "-inf", now):  # a drain died holding fields
+        schedule_attributes(job_id, 0.0)
+    elif state.redis.zcard(keys.attrs_pending):
+        attributes.request(
+            state, lambda countdown: schedule_attributes(job_id, countdown),
+            load_settings().attribute_wait_seconds,
+        )
+    if state.redis.zcard(imports.outstanding_key(state)) and not state.redis.exists(
+        keys.poll_timer
+    ):  # imports nobody polls (a round lost with its worker): start a round
+        schedule_poll(job_id, "")
     return int(stale)

@@ -2,10 +2,12 @@
 
 One ``Flusher.run`` claims up to a batch of pending users, with their desired
 state read in the same atomic step, and sends: removals (list-relationship deletes, ids from
-the cache or email look-ups), joins (subscribe jobs of 1,000, or force-add bulk
-imports of 10,000 held until Klaviyo finishes them) and attribute refreshes (bulk
-imports). Nobody who opted out is subscribed (``optouts.screen``, before the subscribes).
-An add-only job (``on_exit = "keep"``) sends no removals (plan.py decides).
+the cache or email look-ups) and joins (subscribe jobs of 1,000, or force-add bulk
+imports of 10,000 held until Klaviyo finishes them). Mapped fields of subscribed members and
+attribute refreshes are only queued here: ``worker.engine.attributes`` drains the queue in
+imports of up to 10,000 profiles, so no subscribe waits for an import. Nobody who opted out
+is subscribed (``optouts.screen``, before the subscribes). An add-only job
+(``on_exit = "keep"``) sends no removals (plan.py decides).
 Users whose call did not happen go back to pending; nothing is lost.
 
 Subscribe jobs are asynchronous and have no status: a removal that finds no profile for a
@@ -31,7 +33,7 @@ from core import names
 from core.jobs import ExportJob
 from core.keys import account_ids_key
 from core.settings import load_settings
-from worker.engine import confirm, consent, imports, optouts
+from worker.engine import attributes, confirm, consent, imports, optouts
 from worker.engine.isolate import send_isolating
 from worker.engine.plan import (
     applied_accepted,
@@ -53,6 +55,7 @@ from worker.klaviyo.errors import (
 )
 from worker.limits import retry
 from worker.limits.gate import Throttled
+from worker.state.attributes import AttributeQueue
 from worker.state.codes import FORGET, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED, RETRY
 from worker.state.conflicts import IDENTIFIERS, Conflict, ConflictStore, strip
 from worker.state.counters import JobCounters
@@ -88,6 +91,8 @@ class FlushContext:
     schedule_poll: Callable[[str], None] = lambda _job_id: None
     # a double opt-in list (and not force_add): subscribed people await confirmation
     awaits_confirmation: bool = False
+    schedule_attributes: attributes.AttributeScheduler = lambda _countdown: None
+    attribute_wait_seconds: float = 2.0
 
 
 @dataclass
@@ -189,7 +194,6 @@ class Flusher:
             self._import(users, list_id=self.ctx.list_id)
             return
         users = self._without_opt_outs(users)
-        self._refresh_attributes([u for u in users if u.attributes])
         for start in range(0, len(users), SUBSCRIBE_CHUNK):
             self._subscribe(users[start : start + SUBSCRIBE_CHUNK])
 
@@ -247,6 +251,7 @@ class Flusher:
             if historical:  # historical_import: on the list at once, no confirmation
                 on_list.update(u.email for u, _ in result.sent)
             refused.update((u.email, (u, why)) for (u, _), why in result.refused)
+        self._queue_attributes([u for u in sent.values() if u.attributes])
         waits = self.ctx.awaits_confirmation
         self._release(
             [
@@ -265,31 +270,35 @@ class Flusher:
 
     # --- attributes and force-add through bulk import ----------------------------------------
     def _refresh(self, users: list[Desired]) -> None:
-        self._refresh_attributes(users)
+        self._queue_attributes(users)
         self._release([(u.email, applied_accepted(u)) for u in users])
 
-    def _refresh_attributes(self, users: list[Desired]) -> None:
+    def _queue_attributes(self, users: list[Desired]) -> None:
+        """Queue members' fields for the attribute drain, before ``applied`` records them:
+        a crash in between leaves the user claimed, flushed again, and queued again."""
         users = [u for u in users if has_profile_fields(u)]
-        if users:
-            self._import(users, list_id=None)
+        if not users:
+            return
+        state = self.ctx.state
+        AttributeQueue(state.redis, state.keys).add([u.email for u in users], now_ms())
+        attributes.request(state, self.ctx.schedule_attributes, self.ctx.attribute_wait_seconds)
 
-    def _import(self, users: list[Desired], list_id: str | None) -> None:
+    def _import(self, users: list[Desired], list_id: str) -> None:
+        """Force-add: list-bound imports (with the fields), users held until Klaviyo is done."""
         taken = self._conflicts(users)  # a 409 earlier: sent without the other's identifier
         for chunk in imports.chunks(users, profile_attributes):
 
-            def send(batch: list[Desired], lid: str | None = list_id) -> None:
+            def send(batch: list[Desired], lid: str = list_id) -> None:
                 records = [strip(profile_attributes(u), taken.get(u.email)) for u in batch]
                 create = partial(imports.create, self.ctx.client, records, lid)
-                # an attribute refresh (no list) changes no membership: nothing to record first
-                job = create() if lid is None else self._telling(batch, create)
-                imports.register(self.ctx.state, job.id, batch, hold=lid is not None)
+                job = self._telling(batch, create)
+                imports.register(self.ctx.state, job.id, batch, hold=True)
                 self.ctx.schedule_poll(job.id)
 
             result = send_isolating(chunk, send)
-            if list_id is not None:
-                lease_ms = int(self.ctx.lease_seconds * 1000)
-                self.ctx.state.extend([u.email for u in result.sent], now_ms() + lease_ms)
-                self.outcome.done.update(u.email for u in result.sent)
+            lease_ms = int(self.ctx.lease_seconds * 1000)
+            self.ctx.state.extend([u.email for u in result.sent], now_ms() + lease_ms)
+            self.outcome.done.update(u.email for u in result.sent)
             self._dead_letter(result.refused, "klaviyo:" + ops.BULK_IMPORT.name)
 
     # --- removals ------------------------------------------------------------------------------

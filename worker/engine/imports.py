@@ -1,7 +1,7 @@
 """Klaviyo bulk import jobs we are waiting on, and what to do when they finish.
 
 A force-add import holds its users in ``inflight`` until Klaviyo reports the job
-complete, so a later removal can never overtake it. An attribute refresh holds
+complete, so a later removal can never overtake it. An attribute import holds
 nobody; we only collect its per-profile errors. Each outstanding job is a JSON
 record under ``kjob:<id>`` plus a member of the job's ``kjobs`` set.
 
@@ -11,6 +11,12 @@ order they were sent. A profile refused because its phone number or external id 
 another profile (409 ``duplicate_profile``) is not dead-lettered: the value is remembered
 (:mod:`worker.state.conflicts`), counted once as ``dropped:<identifier>_conflict``, and the
 user is sent again without it. Only what cannot be sent at all is dead-lettered.
+
+Polling stays inside its own limit however many imports are in flight: :func:`poll_all`
+asks Klaviyo once (a page of up to 100) for the account's unfinished imports, and only an
+import of ours missing from that answer is read on its own, once, to finish it. While
+Klaviyo works, and while a poll is put off (our limiter, a 429, a 5xx), the users an import
+holds keep their lease (:func:`hold`), so no lapsed lease sends them a second time.
 """
 
 from __future__ import annotations
@@ -93,6 +99,54 @@ def outstanding(state: DesiredState) -> list[str]:
 class PollResult:
     finished: bool
     refused: int = 0
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One round over every outstanding import of a job."""
+
+    running: int  # ours Klaviyo is still working on
+    finished: int = 0
+    refused: int = 0
+
+
+def poll_all(
+    state: DesiredState, client: KlaviyoClient, letters: DeadLetterStore, lease_s: float
+) -> RoundResult:
+    """Poll every outstanding import of the job with one list call (a page per 100
+    unfinished imports of the account), then finish those no longer in it."""
+    ours = outstanding(state)
+    if not ours:
+        return RoundResult(running=0)
+    unfinished = {job.id for job in bulk_import.iter_unfinished_imports(client)}
+    running = [k for k in ours if k in unfinished]
+    hold(state, running, lease_s)
+    finished = refused = 0
+    for kjob_id in ours:
+        if kjob_id in unfinished:
+            continue
+        result = poll(state, client, letters, kjob_id, lease_s)  # confirms, then finishes
+        if result.finished:
+            finished += 1
+            refused += result.refused
+        else:  # listed a moment too early: still running
+            running.append(kjob_id)
+    return RoundResult(running=len(running), finished=finished, refused=refused)
+
+
+def hold(state: DesiredState, kjob_ids: Sequence[str] | None, lease_s: float) -> None:
+    """Extend the lease of every user these imports (None: all outstanding) hold, to
+    ``lease_s`` from now: Klaviyo is still working, or the poll was put off."""
+    ids = outstanding(state) if kjob_ids is None else list(kjob_ids)
+    if not ids:
+        return
+    raws = cast("list[bytes | None]", state.redis.mget([state.keys.import_job(k) for k in ids]))
+    held = [e for raw in raws if raw for e, _ in _held_users(orjson.loads(raw))]
+    state.extend(held, int((time.time() + lease_s) * 1000))
+
+
+def _held_users(record: dict[str, Any]) -> list[list[str]]:
+    return record["users"] if record["hold"] else []
 
 
 def poll(
@@ -198,6 +252,8 @@ def _finish(
 ) -> None:
     users: list[list[str]] = record["users"]
     source = "klaviyo:" + ops.BULK_IMPORT.name
+    if not state.redis.zrem(outstanding_key(state), kjob_id):
+        return  # another poll finished it first: its users are released once
     now = int(time.time() * 1000)
     if refused:
         letters.add([DeadLetter(email=e, reason=r, source=source) for e, r in refused.items()])

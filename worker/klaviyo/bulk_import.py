@@ -18,6 +18,7 @@ from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.pagination import SIZE, iter_resources, page_size
 
 FINISHED = frozenset({"complete", "cancelled"})
+UNFINISHED = ("queued", "processing")  # the spec's other statuses
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,16 @@ def get_bulk_import(client: KlaviyoClient, job_id: str) -> BulkImportJob:
     """The current progress of job ``job_id``."""
     document = client.call(ops.GET_BULK_IMPORT, path={"job_id": job_id}).document or {}
     return BulkImportJob.from_resource(document["data"])
+
+
+def iter_unfinished_imports(client: KlaviyoClient) -> Iterator[BulkImportJob]:
+    """Every import job of the account Klaviyo is still working on, 100 a page: one call
+    answers for up to 100 jobs, however many of them are ours."""
+    op = ops.GET_BULK_IMPORTS
+    statuses = ",".join(f'"{s}"' for s in UNFINISHED)
+    params = {SIZE: page_size(op), "filter": f"any(status,[{statuses}])"}
+    for resource in iter_resources(client, op, params=params):
+        yield BulkImportJob.from_resource(resource)
 
 
 def iter_import_errors(client: KlaviyoClient, job_id: str) -> Iterator[ImportFailure]:

@@ -32,16 +32,24 @@ class Throttled(Exception):
         self.wait = wait
 
 
+LIVE_RESERVE = 0.2  # the share of every window a background caller leaves to live calls
+
+
 @dataclass(frozen=True)
 class Gate:
-    """Charges one account's requests to the shared limiter (a ``RequestLimiter``)."""
+    """Charges one account's requests to the shared limiter (a ``RequestLimiter``).
+
+    A background gate (a backfill chunk's flush, an attribute drain) passes ``reserve``: it
+    leaves that share of every window, shrinking as the window runs out, to live flushes.
+    """
 
     limiter: RateLimiter
     fence: Fence | None = None  # after a Redis failover: nothing until the window is over
+    reserve: float = 0.0
 
     def charge(self, account: str, op: Operation) -> Grant:
         self._fenced()
-        grant = self.limiter.request(account, op)
+        grant = self.limiter.request(account, op, reserve=self.reserve)
         self._fenced()  # the master changed during the call: its grant is not to be trusted
         if not grant.granted:
             raise Throttled(grant.wait)

@@ -34,6 +34,12 @@ Every decision is ONE Lua script reading the server clock (``redis.call('TIME')`
 on machines with skewed clocks share one budget, and the phase is learnt in the server's time.
 A refused call counts in no window.
 
+Live first: a background caller (a backfill, an attribute drain) passes ``reserve`` (a share
+of the steady window). It is admitted only while our count stays under
+``allowed - floor(reserve * allowed * time left in the window / its length)``: the reserve is
+kept for live calls and shrinks as the window runs out, so by its end a backfill may use
+whatever live traffic left, and a backfill alone still gets the whole window.
+
 Redis keys (each with a TTL so nothing outlives its use)::
 
     {prefix}:rl:{account}:{operation}:cd   cool-down; its PTTL is the pause left
@@ -75,13 +81,14 @@ MAX_SPEED = 1_000_000  # a burst window of 1 µs: server time has no finer grain
 
 # KEYS: cool-down, burst log, steady hash, calibration [, daily hash].
 # ARGV: n, headroom, steady length (µs), table steady, burst length (µs), table burst,
-#       default arrival spread (µs), spread cap (µs) [, daily length (µs), daily allowed,
-#       daily guard (µs)].
+#       default arrival spread (µs), spread cap (µs), background reserve (0: a live call)
+#       [, daily length (µs), daily allowed, daily guard (µs)].
 # Returns {wait µs} (>= 1) when refused, {0, now µs, steady window, our calls in it} granted.
 _ACQUIRE = """
 local n, h = tonumber(ARGV[1]), tonumber(ARGV[2])
 local Ls, S, Lb, B = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local a0, amax = tonumber(ARGV[7]), tonumber(ARGV[8])
+local bg = tonumber(ARGV[9])
 local pause = redis.call('PTTL', KEYS[1])
 if pause > 0 then return {pause * 1000} end
 local t = redis.call('TIME')
@@ -117,8 +124,13 @@ elseif sw == w - 1 then
   used = tonumber(s[3] or 0)
 end
 local wend = hi + (w + 1) * Ls
+local left = wend - now
 if used + n > ks or (cross and pre + n > knext) then
-  wait = math.max(1, math.ceil(wend - now))
+  wait = math.max(1, math.ceil(left))
+elseif bg > 0 and used + n > ks - math.floor(bg * ks * left / Ls) then
+  -- live first: the reserve (whole calls) shrinks with the time left; wait until it leaves n
+  local room = (ks - used - n + 1) * Ls / (bg * ks)
+  wait = math.max(1, math.ceil(left - room) + 1)
 end
 -- burst: no span of Lb + spread may hold more than kb grants
 local span = Lb + math.min(a, Lb)
@@ -133,7 +145,7 @@ end
 -- daily
 local dw, dused, dpre, dcross
 if KEYS[5] then
-  local Ld, kd, guard = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+  local Ld, kd, guard = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
   dw = math.floor(now / Ld)
   local v = redis.call('HMGET', KEYS[5], 'w', 'n', 'p')
   dused, dpre = 0, 0
@@ -321,9 +333,15 @@ class RateLimiter:
         self._observe = redis.register_script(_OBSERVE)
         self._cooldown = redis.register_script(_COOLDOWN)
 
-    def request(self, account: str, op: Operation, n: int = 1) -> Grant:
+    def request(self, account: str, op: Operation, n: int = 1, reserve: float = 0.0) -> Grant:
         """Count ``n`` calls (a granted :class:`Grant`), or count nothing and say how long to
-        wait: the cool-down left, or the time until the full window has room."""
+        wait: the cool-down left, or the time until the full window has room.
+
+        ``reserve`` (0 ≤ reserve < 1) makes this a background call (a backfill, an attribute
+        drain) that leaves that share of the steady window, shrinking with the time the window
+        has left, to live calls (see the module docstring)."""
+        if not 0 <= reserve < 1:
+            raise ValueError(f"reserve must be in [0, 1), not {reserve}")
         if n < 1 or n > allowed_calls(op.burst, self.headroom) or n > allowed_calls(
                 op.steady, self.headroom) or (
                 op.daily is not None and n > allowed_calls(op.daily, self.headroom)):
@@ -333,7 +351,8 @@ class RateLimiter:
         burst = BURST_SECONDS * _US / self.speed
         keys = [self._key(account, op, s) for s in ("cd", "bl", "s", "c")]
         args: list[float] = [n, self.headroom, steady, op.steady, burst, op.burst,
-                             ARRIVAL_SPREAD_SECONDS * _US, MAX_ARRIVAL_SPREAD_SECONDS * _US]
+                             ARRIVAL_SPREAD_SECONDS * _US, MAX_ARRIVAL_SPREAD_SECONDS * _US,
+                             reserve]
         if op.daily is not None:
             keys.append(self._key(account, op, "d"))
             args += [DAILY_SECONDS * _US / self.speed, allowed_calls(op.daily, self.headroom),
@@ -343,9 +362,9 @@ class RateLimiter:
             return Grant(answer[0] / _US)
         return Grant(0.0, at_us=answer[1], window=answer[2], seq=answer[3])
 
-    def acquire(self, account: str, op: Operation, n: int = 1) -> float:
+    def acquire(self, account: str, op: Operation, n: int = 1, reserve: float = 0.0) -> float:
         """``request(...).wait``: 0.0 when ``n`` calls were counted, else the seconds to wait."""
-        return self.request(account, op, n).wait
+        return self.request(account, op, n, reserve).wait
 
     def observe(self, account: str, op: Operation, grant: Grant, headers: RateHeaders) -> bool:
         """Learn from the answer to a granted call; True when the phase was learnt afresh."""

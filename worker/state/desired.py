@@ -284,3 +284,13 @@ def _described(answer: bytes | str) -> list[Desired]:
             )
         )
     return out
+
+
+def _described_fields(answer: bytes | str) -> list[Desired]:
+    """Decode ``attrs_claim``'s answer (email, stored fields per member) as members."""
+    flat = _text(answer).split(SEP) if answer else []
+    out: list[Desired] = []
+    for i in range(0, len(flat), 2):
+        fields_ts, _, body = flat[i + 1].partition(codes.FIELDS_SEP)
+        out.append(Desired(flat[i], True, fields_ts, orjson.loads(body) if body else {}, None))
+    return out

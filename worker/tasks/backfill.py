@@ -16,7 +16,12 @@ from typing import Any
 from core import names
 from worker.celery_app import app
 from worker.engine import backfill
-from worker.tasks.export import EngineTask, schedule_flush, schedule_poll
+from worker.tasks.export import (
+    EngineTask,
+    schedule_attributes,
+    schedule_background_flush,
+    schedule_poll,
+)
 
 
 @app.task(
@@ -25,8 +30,8 @@ from worker.tasks.export import EngineTask, schedule_flush, schedule_poll
 def chunk(self: EngineTask, job_id: str, run_id: str, n: int) -> dict[str, Any]:
     """Export one stored chunk of a backfill run; return its counts."""
     attempt = int(self.request.retries or 0)
-    outcome = backfill.export_chunk(job_id, run_id, n, schedule_flush, schedule_poll,
-                                   attempt=attempt)
+    outcome = backfill.export_chunk(job_id, run_id, n, schedule_background_flush, schedule_poll,
+                                   attempt=attempt, schedule_attributes=schedule_attributes)
     if outcome.result is None:
         raise self.retry(countdown=outcome.again_in, max_retries=None)
     return outcome.result

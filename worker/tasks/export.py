@@ -33,6 +33,7 @@ from worker.celery_app import app
 from worker.engine import export as engine
 from worker.limits import retry
 from worker.state.deadletter import DeadLetterStore, event_letters
+from worker.state.desired import DesiredState
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,26 @@ def schedule_flush(job_id: str, countdown: float) -> None:
     flush.apply_async((job_id,), countdown=countdown or None)
 
 
+def schedule_background_flush(job_id: str, countdown: float) -> None:
+    """A flush a backfill asks for: on the backfill queue, charged as the backfill is."""
+    flush.apply_async(
+        (job_id,), {"background": True}, countdown=countdown or None, queue=names.BACKFILL
+    )
+
+
+def schedule_attributes(job_id: str, countdown: float) -> None:
+    flush_attributes.apply_async((job_id,), countdown=countdown or None)
+
+
 def schedule_poll(job_id: str, kjob_id: str) -> None:
-    poll_import.apply_async((job_id, kjob_id), countdown=load_settings().poll_interval_seconds)
+    """A new import (``kjob_id``) is outstanding: make sure a round of the job's polls
+    follows (one round polls all of them)."""
+    state = DesiredState(runtime.redis_client(), runtime.job_keys(job_id))
+    engine.request_polls(job_id, state, _schedule_round, load_settings().poll_interval_seconds)
+
+
+def _schedule_round(job_id: str, countdown: float, attempt: int) -> None:
+    poll_imports.apply_async((job_id,), {"attempt": attempt}, countdown=countdown or None)
 
 
 def _record(job_id: str, events: list[dict[str, Any]]) -> int:
@@ -170,26 +189,40 @@ def change(job_id: str, events: list[dict[str, Any]]) -> int:
 
 
 @app.task(name=names.FLUSH, base=EngineTask, queue=names.REALTIME)
-def flush(job_id: str) -> int:
-    """Apply the current desired state of one batch of pending users."""
-    outcome = engine.flush(job_id, schedule_flush, schedule_poll)
+def flush(job_id: str, background: bool = False) -> int:
+    """Apply the current desired state of one batch of pending users (``background``: for
+    a backfill, leaving live flushes their reserve of every window)."""
+    follow = schedule_background_flush if background else schedule_flush
+    outcome = engine.flush(
+        job_id, follow, schedule_poll, schedule_attributes, background=background
+    )
     if outcome.confirm:
         confirm.delay(job_id)
     return outcome.claimed
 
 
+@app.task(name=names.FLUSH_ATTRIBUTES, base=EngineTask, queue=names.REALTIME)
+def flush_attributes(job_id: str) -> int:
+    """Send one bulk import (up to 10,000 profiles) of members' queued mapped fields."""
+    return engine.flush_attributes(job_id, schedule_attributes, schedule_poll).sent
+
+
+@app.task(name=names.POLL_IMPORTS, base=EngineTask, queue=names.REALTIME)
+def poll_imports(job_id: str, attempt: int = 0) -> bool:
+    """Poll every outstanding Klaviyo bulk import of the job; release or dead-letter the
+    users of those that ended; the next round is lined up while any runs."""
+    done = engine.poll_imports(job_id, _schedule_round, attempt) is None
+    if runtime.redis_client().zcount(runtime.job_keys(job_id).pending, "-inf",
+                                     int(time.time() * 1000)):
+        schedule_flush(job_id, 0.0)  # users handed back (sent again without a 409's value)
+    return done
+
+
 @app.task(name=names.POLL_IMPORT, base=EngineTask, queue=names.REALTIME)
 def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> bool:
-    """Wait for a Klaviyo bulk import; release or dead-letter its users when it ends."""
-    again = engine.poll_import(job_id, kjob_id, attempt)
-    if again is not None:
-        poll_import.apply_async(
-            (job_id, kjob_id), {"attempt": again.attempt}, countdown=again.countdown
-        )
-    elif runtime.redis_client().zcount(runtime.job_keys(job_id).pending, "-inf",
-                                       int(time.time() * 1000)):
-        schedule_flush(job_id, 0.0)  # users handed back (sent again without a 409's value)
-    return again is None
+    """A poll of one import, queued before rounds existed: now it starts the job's round."""
+    schedule_poll(job_id, kjob_id)
+    return False
 
 
 @app.task(name=names.BOOTSTRAP, base=EngineTask, queue=names.MAINTENANCE)
@@ -206,7 +239,8 @@ def sweep() -> int:
     """Beat's safety flush: every job with users waiting gets a flush, every import a poll."""
     swept = 0
     for job in runtime.jobs().jobs:
-        swept += engine.sweep(job.id, schedule_flush, schedule_poll)
+        swept += engine.sweep(job.id, schedule_flush, schedule_poll, schedule_attributes,
+                              schedule_background_flush)
     return swept
 
 
