@@ -103,6 +103,8 @@ class ExportJob(BaseModel):
     # on a real account); the bootstrap reads back what Klaviyo did either way
     new_list_opt_in: OptIn | None = None
     on_exit: OnExit = "remove"
+    # audit --repair also removes people added to the list by hand (not only the job's own)
+    mirror: bool = False
     email_field: str = "email"
     field_map: dict[str, str] = Field(default_factory=dict)
     force_add: bool = False

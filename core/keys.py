@@ -113,6 +113,27 @@ class JobKeys:
     def user(self, email: str) -> str:
         return self.base + USER + email
 
+    @property
+    def users_pattern(self) -> str:
+        """SCAN pattern of every user's desired-state hash (the audit reads them all)."""
+        return self.base + USER + "*"
+
+    @property
+    def audit(self) -> str:
+        """String: JSON summary of the last audit of the job's list (``status``, ``health``)."""
+        return f"{self.base}:audit"
+
+    @property
+    def brake(self) -> str:
+        """Hash: the removal brake (``held_since``, ``reason``, ``released_until``)."""
+        return f"{self.base}:brake"
+
+    @property
+    def removals_window(self) -> str:
+        """Zset: removals sent lately (member: a batch id, score: when, ms; the count is in
+        the member), what the brake measures."""
+        return f"{self.base}:removals-window"
+
     def fields(self, email: str) -> str:
         return self.base + FIELDS + email
 

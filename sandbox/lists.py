@@ -48,9 +48,10 @@ class ListRec:
         self.pids.append(pid)
         return True
 
-    def remove(self, pid: str) -> bool:
-        """Drop ``pid`` (member or pending); False if it was neither."""
-        was_pending = self.pending.pop(pid, None) is not None
+    def remove(self, pid: str, *, keep_pending: bool = False) -> bool:
+        """Drop ``pid`` (member or pending); False if it was neither. ``keep_pending``: a
+        confirmation on its way stays (removing from a list cannot cancel one)."""
+        was_pending = (not keep_pending) and self.pending.pop(pid, None) is not None
         if self.members.pop(pid, None) is None:
             return was_pending
         self.stale += 1

@@ -119,11 +119,13 @@ def add_profiles_to_list(ctx: Ctx) -> Reply:
 
 
 def remove_profiles_from_list(ctx: Ctx) -> Reply:
-    """Remove members (consent untouched); ids that are not members are ignored."""
+    """Remove members (consent untouched); ids that are not members are ignored. A pending
+    double opt-in stays pending: Klaviyo has no way to cancel a confirmation email already
+    sent, so the person joins when they click (klaviyo-behaviour.md)."""
     lst = _list(ctx)
     ids = [item["id"] for item in ctx.body["data"]]
     for pid in ids:
-        lst.remove(pid)
+        lst.remove(pid, keep_pending=True)
     return Reply(204, items=len(ids))
 
 

@@ -14,6 +14,7 @@ from core.jobs import load_jobs
 from core.keys import JobKeys
 from core.settings import load_settings
 from producers.backfill import progress as backfill_progress
+from worker.state.audits import AuditStore
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore, opt_in_words
@@ -49,7 +50,19 @@ def job_status(
         "drift_users": desired.drift_count(),
         **counters.as_dict(),
         "backfill": _backfill(client, prefix, job_id),
+        "audit": _audit(client, keys),
     }
+
+
+def _audit(client: redis.Redis, keys: JobKeys) -> dict[str, Any] | None:
+    """The last audit's counts (``klaviyo-export audit``), without its samples."""
+    last = AuditStore(client, keys).last()
+    if last is None:
+        return None
+    breakdown = {side: {k: v["count"] for k, v in kinds.items()}
+                 for side, kinds in last["breakdown"].items()}
+    return {k: last[k] for k in ("at", "missing", "extra", "actionable", "in_transit")} | {
+        "breakdown": breakdown}
 
 
 def _backfill(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any] | None:
@@ -79,6 +92,10 @@ def _line(row: dict[str, Any]) -> str:
             parts.append(f"{name} {sum(row[name].values())} {row[name]}")
     if row.get("backfill"):
         parts.append(row["backfill"]["text"])
+    if row.get("audit"):
+        found = row["audit"]
+        parts.append(f"audit: missing {found['missing']}, extra {found['extra']} "
+                     f"({found['actionable']} out of place)")
     if row.get("opt_in_note"):
         parts.append(f"WARNING: {row['opt_in_note']}")
     if row.get("reason"):

@@ -134,6 +134,23 @@ def test_a_list_without_opt_in_process_is_double_opt_in(api: SandboxClient,
     assert (confirmed["consent"], confirmed["double_optin"]) == ("SUBSCRIBED", True)
 
 
+def test_removing_a_pending_person_does_not_cancel_their_confirmation(
+        api: SandboxClient, server: SandboxServer) -> None:
+    """Source: klaviyo-behaviour.md ("There is no API to cancel a pending confirmation");
+    spec ``remove_profiles_from_list`` removes list *members*. The email already sent still
+    works: a person removed while awaiting confirmation joins when they click."""
+    resp = api.call("POST", "/api/lists", {"data": {"type": "list", "attributes": {"name": "P"}}})
+    list_id = checked(resp, "create_list")["data"]["id"]
+    api.wait_subscribe(api.subscribe(list_id, ["late@example.com"]))
+    pid = profile_of(api, "late@example.com")["id"]
+    body = {"data": [{"type": "profile", "id": pid}]}
+    resp = api.call("DELETE", f"/api/lists/{list_id}/relationships/profiles", body)
+    assert resp.status_code == 204
+    assert member_ids(api, list_id) == []
+    assert server.confirm(list_id, ["late@example.com"]) == 1
+    assert member_ids(api, list_id) == [pid]
+
+
 @pytest.mark.parametrize(("enabled", "expected"), [(True, "single_opt_in"),
                                                     (False, "double_opt_in")])
 def test_a_single_opt_in_request_is_honoured_only_where_the_account_enables_it(

@@ -12,7 +12,14 @@ from typing import Any
 
 from contract import operations as ops
 from worker.klaviyo.client import KlaviyoClient
-from worker.klaviyo.pagination import SIZE, iter_resources, page_size, quote_filter_value
+from worker.klaviyo.pagination import (
+    CURSOR,
+    SIZE,
+    iter_resources,
+    next_cursor,
+    page_size,
+    quote_filter_value,
+)
 
 OPT_IN_PROCESSES = frozenset({"single_opt_in", "double_opt_in"})
 
@@ -106,3 +113,47 @@ def iter_list_profiles(client: KlaviyoClient, list_id: str) -> Iterator[tuple[st
     params = {SIZE: page_size(op), "fields[profile]": "email"}
     for resource in iter_resources(client, op, path={"id": list_id}, params=params):
         yield str(resource["id"]), (resource.get("attributes") or {}).get("email")
+
+
+@dataclass(frozen=True)
+class ListMember:
+    """One member as the list's profiles page shows it; ``email`` None for phone-only."""
+
+    id: str
+    email: str | None
+    joined_group_at: str | None
+
+
+def list_members_page(
+    client: KlaviyoClient, list_id: str, cursor: str | None = None
+) -> tuple[list[ListMember], str | None]:
+    """One page (100) of ``list_id``'s members with ids, emails and join times, and the next
+    page's cursor (None on the last page). One call, so a caller that is throttled or meets a
+    passing error can ask for the same page again: the audit reads a whole list so."""
+    op = ops.GET_LIST_PROFILES
+    params = {SIZE: page_size(op), "fields[profile]": "email,joined_group_at"}
+    if cursor is not None:
+        params[CURSOR] = cursor
+    document = client.call(op, path={"id": list_id}, params=params).document or {}
+    members = [
+        ListMember(
+            id=str(item["id"]),
+            email=_lower((item.get("attributes") or {}).get("email")),
+            joined_group_at=(item.get("attributes") or {}).get("joined_group_at"),
+        )
+        for item in document.get("data") or ()
+        if isinstance(item, dict)
+    ]
+    return members, next_cursor(op, document)
+
+
+def _lower(email: object) -> str | None:
+    return email.strip().lower() if isinstance(email, str) and email.strip() else None
+
+
+def list_profile_count(client: KlaviyoClient, list_id: str) -> int | None:
+    """How many members ``list_id`` has (``additional-fields[list]=profile_count``)."""
+    params = {"additional-fields[list]": "profile_count"}
+    document = client.call(ops.GET_LIST, path={"id": list_id}, params=params).document or {}
+    count = ((document.get("data") or {}).get("attributes") or {}).get("profile_count")
+    return int(count) if isinstance(count, int) else None

@@ -21,13 +21,14 @@ import redis
 
 from contract import operations as ops
 from core.jobs import ExportJob
-from core.keys import broker_queue_keys, dlq_key, health_key, heartbeat_key
+from core.keys import JobKeys, broker_queue_keys, dlq_key, health_key, heartbeat_key
 from core.redact import redact
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient, fingerprint
 from worker.klaviyo.errors import KlaviyoError
 from worker.limits.ratelimit import RateLimiter
 from worker.ops.schedule import QUEUES, OpsSettings
+from worker.state.audits import AuditStore
 
 ClientFor = Callable[[str], KlaviyoClient]  # api key → client
 
@@ -169,6 +170,28 @@ def run_checks(
     found += check_queues(client, prefix, settings.queue_depth_threshold)
     job_ids = [j.id for j in jobs]
     found += check_dead_letters(client, prefix, job_ids, settings.dead_letter_threshold)
+    found += check_audits(client, prefix, job_ids, settings.audit_drift_threshold)
+    return found
+
+
+def check_audits(
+    client: redis.Redis, prefix: str, job_ids: Iterable[str], threshold: int,
+    now: float | None = None,
+) -> list[Component]:
+    """Each job's last audit (``klaviyo-export audit``): people out of place, against the
+    threshold. A job never audited is not failed: there is nothing to judge yet."""
+    now = time.time() if now is None else now
+    found = []
+    for job_id in job_ids:
+        last = AuditStore(client, JobKeys(prefix, job_id)).last()
+        name = f"audit[{job_id}]"
+        if last is None:
+            found.append(Component(name, None, "never audited (klaviyo-export audit JOB)"))
+            continue
+        drift = int(last.get("actionable", 0))
+        detail = (f"{drift} out of place (max {threshold}): missing {last['missing']}, "
+                  f"extra {last['extra']}, {now - float(last['at']):.0f}s ago")
+        found.append(Component(name, drift <= threshold, detail))
     return found
 
 
