@@ -23,10 +23,12 @@ PENDING = ":pending"
 INFLIGHT = ":inflight"
 SETTLING = ":settling"
 APPLIED = ":applied"
+APPLIED_AT = ":applied-at"
 REMOVAL_WAITS = ":removal-waits"
 DRIFT = ":drift"
 COUNTERS = ":counters"
-LUA_SUFFIXES = (USER, FIELDS, PENDING, INFLIGHT, SETTLING, APPLIED, REMOVAL_WAITS, DRIFT, COUNTERS)
+LUA_SUFFIXES = (USER, FIELDS, PENDING, INFLIGHT, SETTLING, APPLIED, REMOVAL_WAITS, DRIFT, COUNTERS,
+                APPLIED_AT)
 
 
 def job_base(prefix: str, job_id: str) -> str:
@@ -64,6 +66,11 @@ class JobKeys:
     @property
     def applied(self) -> str:
         return self.base + APPLIED
+
+    @property
+    def applied_at(self) -> str:
+        """Hash: email → when (ms) the ``applied`` code was last set by a release."""
+        return self.base + APPLIED_AT
 
     @property
     def removal_waits(self) -> str:

@@ -157,3 +157,16 @@ def list_profile_count(client: KlaviyoClient, list_id: str) -> int | None:
     document = client.call(ops.GET_LIST, path={"id": list_id}, params=params).document or {}
     count = ((document.get("data") or {}).get("attributes") or {}).get("profile_count")
     return int(count) if isinstance(count, int) else None
+
+
+def find_member(client: KlaviyoClient, list_id: str, email: str) -> ListMember | None:
+    """``email``'s membership of ``list_id`` read live (``filter=equals(email,…)``), or None."""
+    op = ops.GET_LIST_PROFILES
+    params = {"filter": f"equals(email,{quote_filter_value(email)})",
+              "fields[profile]": "email,joined_group_at"}
+    document = client.call(op, path={"id": list_id}, params=params).document or {}
+    for item in document.get("data") or ():
+        attributes = item.get("attributes") or {}
+        return ListMember(id=str(item["id"]), email=_lower(attributes.get("email")),
+                          joined_group_at=attributes.get("joined_group_at"))
+    return None

@@ -65,6 +65,7 @@ def lua_constants() -> dict[str, str]:
         "K_USER": keys.USER, "K_FIELDS": keys.FIELDS, "K_PENDING": keys.PENDING,
         "K_INFLIGHT": keys.INFLIGHT, "K_SETTLING": keys.SETTLING, "K_APPLIED": keys.APPLIED,
         "K_REMOVAL_WAITS": keys.REMOVAL_WAITS, "K_DRIFT": keys.DRIFT, "K_COUNTERS": keys.COUNTERS,
+        "K_APPLIED_AT": keys.APPLIED_AT,
         "C_ADDED": counters.ADDED, "C_REMOVED": counters.REMOVED,
         "C_REMOVE_UNCONFIRMED": counters.REMOVE_UNCONFIRMED,
     }

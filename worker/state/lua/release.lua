@@ -15,6 +15,7 @@ for i = 1, #items, 2 do
     redis.call('HDEL', waits, email)
   end
   if val ~= RETRY and val ~= FORGET then
+    redis.call('HSET', base .. K_APPLIED_AT, email, now)
     local prev = redis.call('HGET', applied, email)
     local was_in = prev and string.sub(prev, 1, #APPLIED_IN + 1) == APPLIED_IN .. FIELDS_SEP
     if string.sub(val, 1, #OUT) == OUT then

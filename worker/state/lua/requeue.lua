@@ -23,12 +23,14 @@ for i = 1, #items, 2 do
     if mode == 'rejoin' and member then
       if was_in then added = added - 1 end
       redis.call('HDEL', applied, email)
+      redis.call('HSET', base .. K_APPLIED_AT, email, now)
       redis.call('ZADD', pending, now, email)
       queued = queued + 1
     elseif mode == 'remove' and not member then
       if not was_in then
         added = added + 1
         redis.call('HSET', applied, email, APPLIED_IN .. FIELDS_SEP)
+        redis.call('HSET', base .. K_APPLIED_AT, email, now)
       end
       redis.call('ZADD', pending, now, email)
       queued = queued + 1
