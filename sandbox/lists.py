@@ -18,8 +18,8 @@ COMPACT_MIN = 1024
 class ListRec:
     """One list of one account."""
 
-    __slots__ = ("created", "id", "members", "name", "opt_in", "pending", "pids", "seqs",
-                 "stale", "updated")
+    __slots__ = ("created", "flows", "id", "members", "name", "opt_in", "pending", "pids",
+                 "seqs", "stale", "updated")
 
     def __init__(self, list_id: str, name: str, opt_in: str, now: str) -> None:
         self.id = list_id
@@ -29,6 +29,7 @@ class ListRec:
         self.updated = now
         self.members: dict[str, tuple[int, str]] = {}
         self.pending: dict[str, str] = {}  # profile id → when the opt-in was requested
+        self.flows: list[dict[str, Any]] = []  # flows "Added to List" of this list triggers
         self.seqs: list[int] = []
         self.pids: list[str] = []
         self.stale = 0

@@ -129,10 +129,25 @@ def remove_profiles_from_list(ctx: Ctx) -> Reply:
     return Reply(204, items=len(ids))
 
 
+def get_flows_triggered_by_list(ctx: Ctx) -> Reply:
+    """``GET /api/lists/{id}/flow-triggers``: the flows adding people to this list triggers
+    (made with ``POST /_sandbox/lists/{id}/flows``; a new list triggers none). No paging: the
+    spec gives the operation none."""
+    lst = _list(ctx)
+    data = [{"type": "flow", "id": flow["id"], "attributes": {
+                 "name": flow["name"], "status": flow["status"], "archived": False,
+                 "created": flow["created"], "updated": flow["created"],
+                 "trigger_type": "Added to List"},
+             "links": {"self": f"{ctx.base}/api/flows/{flow['id']}"}} for flow in lst.flows]
+    links = {"self": f"{ctx.base}/api/lists/{lst.id}/flow-triggers"}
+    return Reply(200, {"data": data, "links": links}, items=len(data))
+
+
 HANDLERS: dict[str, Handler] = {
     "create_list": create_list, "get_lists": get_lists, "get_list": get_list,
     "get_profiles_for_list": get_profiles_for_list,
     "get_profile_ids_for_list": get_profile_ids_for_list,
     "add_profiles_to_list": add_profiles_to_list,
     "remove_profiles_from_list": remove_profiles_from_list,
+    "get_flows_triggered_by_list": get_flows_triggered_by_list,
 }

@@ -506,3 +506,22 @@ def test_the_command_line_defaults_to_realistic_and_takes_knobs() -> None:
         "fast", Delay("lognormal", 1.0, 0.5), 0.3, True)
     assert "NAME=VALUE" in (check(parser.parse_args(["--knob", "nope=1"])) or "")
     assert check(parser.parse_args(["--job-delay", "-1"])) is not None
+
+
+def test_flow_triggers_name_the_flows_adding_people_to_a_list_starts(
+        api: SandboxClient, server: SandboxServer) -> None:
+    """Source: spec ``get_flows_triggered_by_list`` ("Get all flows where the given list ID is
+    being used as the trigger", ``GetFlowResponseCollection``, 3/s and 60/m); klaviyo-behaviour.md
+    (adding people to a list triggers its flows). A new list triggers none; the answer is
+    validated against the spec."""
+    list_id = api.create_list("Flows")
+    path = f"/api/lists/{list_id}/flow-triggers"
+    assert checked(api.call("GET", path), "get_flows_triggered_by_list")["data"] == []
+    made = requests.post(f"{server.url}/_sandbox/lists/{list_id}/flows",
+                         json={"name": "Welcome"}, timeout=5).json()
+    data = checked(api.call("GET", path), "get_flows_triggered_by_list")["data"]
+    assert [(f["id"], f["attributes"]["name"], f["attributes"]["trigger_type"]) for f in data] \
+        == [(made["id"], "Welcome", "Added to List")]
+    assert api.call("GET", "/api/lists/XXXXXX/flow-triggers").status_code == 404
+    op = BY_NAME["get_flows_triggered_by_list"]
+    assert (op.burst, op.steady) == (3, 60)
