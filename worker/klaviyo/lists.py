@@ -170,3 +170,11 @@ def find_member(client: KlaviyoClient, list_id: str, email: str) -> ListMember |
         return ListMember(id=str(item["id"]), email=_lower(attributes.get("email")),
                           joined_group_at=attributes.get("joined_group_at"))
     return None
+
+
+def flows_triggered_by_list(client: KlaviyoClient, list_id: str) -> list[dict[str, Any]]:
+    """The flows adding people to ``list_id`` triggers: ``id``, ``name``, ``status`` each."""
+    document = client.call(ops.GET_LIST_FLOW_TRIGGERS, path={"id": list_id}).document or {}
+    return [{"id": str(item.get("id")), "name": (item.get("attributes") or {}).get("name"),
+             "status": (item.get("attributes") or {}).get("status")}
+            for item in document.get("data") or () if isinstance(item, dict)]
