@@ -132,8 +132,13 @@ class JobKeys:
 
     @property
     def brake(self) -> str:
-        """Hash: the removal brake (``held_since``, ``reason``, ``released_until``)."""
+        """Hash: the removal brake (``held_since``, ``wanted``, ``of``, ``allow_until``)."""
         return f"{self.base}:brake"
+
+    @property
+    def brake_held(self) -> str:
+        """Set: users whose removal the brake holds (pending again, due later)."""
+        return f"{self.base}:brake-held"
 
     @property
     def removals_window(self) -> str:

@@ -10,11 +10,13 @@ from typing import Any
 import redis
 
 from console.cli import UserError
-from core.jobs import load_jobs
+from console.commands.brake import brake_words
+from core.jobs import ExportJob, load_jobs
 from core.keys import JobKeys
 from core.settings import load_settings
 from producers.backfill import progress as backfill_progress
 from worker.state.audits import AuditStore
+from worker.state.brake import RemovalBrake, policy_of
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore, opt_in_words
@@ -28,10 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def job_status(
-    client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove"
+    client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove",
+    job: ExportJob | None = None,
 ) -> dict[str, Any]:
     """Everything ``status`` shows for one job, as plain data (``on_exit`` from the jobs
-    file)."""
+    file; ``job`` for its brake)."""
     keys = JobKeys(prefix, job_id)
     state = JobStateStore(client, keys).get()
     counters = JobCounters(client, prefix, job_id).snapshot()
@@ -51,6 +54,7 @@ def job_status(
         **counters.as_dict(),
         "backfill": _backfill(client, prefix, job_id),
         "audit": _audit(client, keys),
+        "brake": RemovalBrake(client, keys, policy_of(job)).state() if job else None,
     }
 
 
@@ -96,6 +100,8 @@ def _line(row: dict[str, Any]) -> str:
         found = row["audit"]
         parts.append(f"audit: missing {found['missing']}, extra {found['extra']} "
                      f"({found['actionable']} out of place)")
+    if (row.get("brake") or {}).get("held"):
+        parts.append(brake_words(row["brake"]).replace("JOB", row["job"]))
     if row.get("opt_in_note"):
         parts.append(f"WARNING: {row['opt_in_note']}")
     if row.get("reason"):
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
     try:
         rows = [
-            job_status(client, settings.key_prefix, j.id, j.on_exit)
+            job_status(client, settings.key_prefix, j.id, j.on_exit, j)
             for j in jobs.jobs
             if not args.job or j.id == args.job
         ]

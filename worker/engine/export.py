@@ -28,6 +28,7 @@ from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.limits import retry
 from worker.limits.gate import Throttled
+from worker.state.brake import RemovalBrake, policy_of
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetterStore
 from worker.state.desired import DesiredState
@@ -136,6 +137,7 @@ def flush_context(
         settle_seconds=s.subscribe_settle_seconds,
         queue=queue,
         schedule_poll=lambda kjob_id: schedule_poll(job.id, kjob_id),
+        brake=RemovalBrake(state.redis, state.keys, policy_of(job)),
     )
 
 

@@ -28,7 +28,7 @@ from core.keys import account_ids_key
 from core.settings import load_settings
 from worker.engine import imports
 from worker.engine.isolate import send_isolating
-from worker.engine.plan import applied_in, applied_try, make_plan, profile_attributes
+from worker.engine.plan import Plan, applied_in, applied_try, make_plan, profile_attributes
 from worker.klaviyo import lists, profiles, subscriptions
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import (
@@ -40,6 +40,7 @@ from worker.klaviyo.errors import (
 )
 from worker.limits import retry
 from worker.limits.gate import Throttled
+from worker.state.brake import RemovalBrake
 from worker.state.codes import FORGET, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED, RETRY
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetter, DeadLetterStore
@@ -72,6 +73,7 @@ class FlushContext:
     )
     queue: str = names.REALTIME
     schedule_poll: Callable[[str], None] = lambda _job_id: None
+    brake: RemovalBrake | None = None  # holds mass removals (worker/state/brake.py)
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Flusher:
             return self.outcome
         plan = make_plan(users, removes_on_exit=self.ctx.job.removes_on_exit)
         self.ctx.state.release(plan.released_as_is(), now_ms())
+        self._brake(plan)
         steps: list[tuple[list[Desired], Callable[[list[Desired]], None]]] = [
             (plan.leave, self._leave),
             (plan.join, self._join),
@@ -112,6 +115,18 @@ class Flusher:
                 self._retry([u for g, _ in steps[i:] for u in g])
                 break
         return self.outcome
+
+    def _brake(self, plan: Plan) -> None:
+        """Removals past the job's brake wait (parked, due later); the rest of the plan goes on.
+        Only people Klaviyo may hold count: a removal with nothing to remove takes nobody off."""
+        brake = self.ctx.brake
+        if brake is None or not plan.leave:
+            return
+        if brake.admit(sum(1 for u in plan.leave if u.may_be_present)):
+            return
+        brake.hold([u.email for u in plan.leave])
+        self.outcome.done.update(u.email for u in plan.leave)
+        plan.leave = []
 
     def _claim(self) -> list[Desired]:
         lease_ms = int(self.ctx.lease_seconds * 1000)

@@ -29,6 +29,7 @@ from worker.klaviyo.errors import KlaviyoError
 from worker.limits.ratelimit import RateLimiter
 from worker.ops.schedule import QUEUES, OpsSettings
 from worker.state.audits import AuditStore
+from worker.state.brake import RemovalBrake, policy_of
 
 ClientFor = Callable[[str], KlaviyoClient]  # api key → client
 
@@ -171,6 +172,7 @@ def run_checks(
     job_ids = [j.id for j in jobs]
     found += check_dead_letters(client, prefix, job_ids, settings.dead_letter_threshold)
     found += check_audits(client, prefix, job_ids, settings.audit_drift_threshold)
+    found += check_brakes(client, prefix, jobs)
     return found
 
 
@@ -192,6 +194,21 @@ def check_audits(
         detail = (f"{drift} out of place (max {threshold}): missing {last['missing']}, "
                   f"extra {last['extra']}, {now - float(last['at']):.0f}s ago")
         found.append(Component(name, drift <= threshold, detail))
+    return found
+
+
+def check_brakes(client: redis.Redis, prefix: str, jobs: Iterable[ExportJob]) -> list[Component]:
+    """A job whose brake holds its removals fails until a person releases it."""
+    found = []
+    for job in jobs:
+        state = RemovalBrake(client, JobKeys(prefix, job.id), policy_of(job)).state()
+        if state["held"]:
+            detail = (f"removals held: {state['wanted']} of {state['of']} wanted off within "
+                      f"{job.removal_brake_window_seconds:.0f}s (max {job.removal_brake:.0%}); "
+                      f"{state['waiting']} waiting for `klaviyo-export brake release {job.id}`")
+        else:
+            detail = "removals flow"
+        found.append(Component(f"brake[{job.id}]", not state["held"], detail))
     return found
 
 
