@@ -9,7 +9,7 @@ import redis
 
 from core.jobs import ExportJob
 from core.keys import JobKeys
-from worker.engine.audit import DesiredRead, ListRead, compare
+from worker.engine.audit import DesiredRead, ListRead, compare, read_desired
 from worker.klaviyo.standing import Standing
 from worker.state.audits import REJOIN, REMOVE, AuditStore
 from worker.state.codes import APPLIED_IN, OUT
@@ -109,3 +109,18 @@ def test_requeue_keeps_added_minus_removed_equal_to_the_list(redis_client: redis
     assert redis_client.hget(keys.applied, "gone@x.io") is None  # subscribed again
     assert redis_client.hget(keys.applied, "late@x.io") == IN  # removed by the next flush
     assert redis_client.hget(keys.applied, "back@x.io") == OUT  # untouched
+
+
+def test_the_desired_state_is_read_whole_with_who_is_in_transit(redis_client: redis.Redis) -> None:
+    keys = JobKeys("t", "vip")
+    for i in range(2500):  # more than one batch
+        redis_client.hset(keys.user(f"u{i}@x.io"), mapping={"a": "E:1", "b": "X:2"})
+    redis_client.hset(keys.user("left@x.io"), "a", "X:3")
+    redis_client.hset(keys.applied, mapping={"u7@x.io": IN, "left@x.io": OUT})
+    redis_client.zadd(keys.pending, {"u9@x.io": 1})
+    redis_client.hset(JobKeys("t", "vip2").user("u0@x.io"), "a", "X:1")  # another job's
+    read = read_desired(redis_client, keys)
+    assert len(read.members) == 2500 and "left@x.io" not in read.members
+    assert len(read.known) == 2501
+    assert read.applied == {"u7@x.io": IN, "left@x.io": OUT}
+    assert read.in_transit == {"u9@x.io"}

@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import redis
 
@@ -90,6 +90,7 @@ class ListRead:
     phone_only: list[str] = field(default_factory=list)
     pages: int = 0
     seconds: float = 0.0
+    started_at: float = 0.0  # epoch seconds of the first page
 
     @property
     def size(self) -> int:
@@ -103,7 +104,7 @@ def read_list(
     sleep: Sleep = time.sleep,
 ) -> ListRead:
     """Every member of ``list_id``, page by page; ``on_page(n)`` after each page of n."""
-    read = ListRead()
+    read = ListRead(started_at=time.time())
     started = time.monotonic()
     cursor: str | None = None
     while True:
@@ -171,18 +172,14 @@ def read_desired(client: redis.Redis, keys: JobKeys) -> DesiredRead:
     read = DesiredRead(in_transit=in_transit(client, keys))
     cut = len(keys.user(""))
     names = (_text(k)[cut:] for k in client.scan_iter(match=keys.users_pattern, count=SCAN_COUNT))
+    survey = AuditStore(client, keys).survey
     for batch in _chunks(names, READ_CHUNK):
-        pipe = client.pipeline(transaction=False)
-        for email in batch:
-            pipe.hvals(keys.user(email))
-        states = pipe.execute()
-        applied = cast("list[bytes | None]", client.hmget(keys.applied, batch))
-        for email, values, code in zip(batch, states, applied, strict=True):
+        for email, (member, code) in zip(batch, survey(batch), strict=True):
             read.known.add(email)
-            if any(_text(v).startswith(codes.ENTER) for v in values):
+            if member:
                 read.members.add(email)
             if code:
-                read.applied[email] = _text(code)
+                read.applied[email] = code
     return read
 
 
@@ -214,6 +211,7 @@ class Audit:
     desired_members: int = 0
     pages: int = 0
     seconds: float = 0.0
+    read_started_at: float = 0.0
     at: float = field(default_factory=time.time)
     mirror: bool = False
 
@@ -250,6 +248,7 @@ class Audit:
             "actionable": self.actionable, "in_transit": self.in_transit, "kept": self.kept,
             "list_members": self.list_members, "desired_members": self.desired_members,
             "pages": self.pages, "seconds": round(self.seconds, 3),
+            "read_started_at": self.read_started_at,
             "members_per_minute": round(self.list_members / minutes) if minutes else None,
             "at": self.at,
         }
@@ -272,7 +271,7 @@ def compare(
     """
     audit = Audit(job.id, list_id, opt_in_process, list_members=listed.size,
                   desired_members=len(desired.members), pages=listed.pages,
-                  seconds=listed.seconds, mirror=job.mirror)
+                  seconds=listed.seconds, read_started_at=listed.started_at, mirror=job.mirror)
     confirms = opt_in_process == "double_opt_in" and not job.force_add
     transit = desired.in_transit
     missing = sorted(desired.members - listed.members.keys())
