@@ -40,7 +40,7 @@ from worker.klaviyo.errors import (
 )
 from worker.limits import retry
 from worker.limits.gate import Throttled
-from worker.state.brake import RemovalBrake
+from worker.state.brake import RECHECK_SECONDS, RemovalBrake
 from worker.state.codes import FORGET, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED, RETRY
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetter, DeadLetterStore
@@ -127,6 +127,8 @@ class Flusher:
         brake.hold([u.email for u in plan.leave])
         self.outcome.done.update(u.email for u in plan.leave)
         plan.leave = []
+        current = self.outcome.recheck_in  # look again then: the brake may have been released
+        self.outcome.recheck_in = min(current or RECHECK_SECONDS, RECHECK_SECONDS)
 
     def _claim(self) -> list[Desired]:
         lease_ms = int(self.ctx.lease_seconds * 1000)
