@@ -118,9 +118,10 @@ def test_the_desired_state_is_read_whole_with_who_is_in_transit(redis_client: re
     redis_client.hset(keys.user("left@x.io"), "a", "X:3")
     redis_client.hset(keys.applied, mapping={"u7@x.io": IN, "left@x.io": OUT})
     redis_client.zadd(keys.pending, {"u9@x.io": 1})
+    redis_client.hset(keys.applied_at, mapping={"u7@x.io": 1000, "left@x.io": 5000})
     redis_client.hset(JobKeys("t", "vip2").user("u0@x.io"), "a", "X:1")  # another job's
-    read = read_desired(redis_client, keys)
+    read = read_desired(redis_client, keys, since_ms=5000)
     assert len(read.members) == 2500 and "left@x.io" not in read.members
     assert len(read.known) == 2501
     assert read.applied == {"u7@x.io": IN, "left@x.io": OUT}
-    assert read.in_transit == {"u9@x.io"}
+    assert read.in_transit == {"u9@x.io", "left@x.io"}  # told while the list was read

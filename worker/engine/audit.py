@@ -167,15 +167,21 @@ def in_transit(client: redis.Redis, keys: JobKeys, now_ms: int | None = None) ->
     return found
 
 
-def read_desired(client: redis.Redis, keys: JobKeys) -> DesiredRead:
-    """Every user of the job (a SCAN of the desired-state hashes) with membership and codes."""
+def read_desired(client: redis.Redis, keys: JobKeys, since_ms: int | None = None) -> DesiredRead:
+    """Every user of the job (a SCAN of the desired-state hashes) with membership and codes.
+
+    A user Klaviyo was told about at or after ``since_ms`` (when the list's first page was
+    read) changed while the list was being read: counted in transit, never as drift.
+    """
     read = DesiredRead(in_transit=in_transit(client, keys))
     cut = len(keys.user(""))
     names = (_text(k)[cut:] for k in client.scan_iter(match=keys.users_pattern, count=SCAN_COUNT))
     survey = AuditStore(client, keys).survey
     for batch in _chunks(names, READ_CHUNK):
-        for email, (member, code) in zip(batch, survey(batch), strict=True):
+        for email, (member, code, told_ms) in zip(batch, survey(batch), strict=True):
             read.known.add(email)
+            if since_ms is not None and told_ms >= since_ms:
+                read.in_transit.add(email)
             if member:
                 read.members.add(email)
             if code:
@@ -317,7 +323,7 @@ def run_audit(
 ) -> Audit:
     """Read the list and the desired state, compare them, keep the summary for ``status``."""
     listed = read_list(client, list_id, on_page, sleep)
-    desired = read_desired(store, keys)
+    desired = read_desired(store, keys, since_ms=int(listed.started_at * 1000))
     desired.in_transit |= in_transit(store, keys)  # anyone who became pending while we read
     audit = compare(job, listed, desired, list_id=list_id, opt_in_process=opt_in_process,
                     dead=dead_letter_emails(store, keys),

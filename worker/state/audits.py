@@ -43,14 +43,15 @@ class AuditStore:
         found: dict[str, Any] = orjson.loads(raw)
         return found
 
-    def survey(self, emails: Sequence[str]) -> list[tuple[bool, str | None]]:
-        """Per email: in at least one audience, and its ``applied`` code (None: never told);
-        one round trip and one reply for the whole batch."""
+    def survey(self, emails: Sequence[str]) -> list[tuple[bool, str | None, int]]:
+        """Per email: in at least one audience, its ``applied`` code (None: never told) and
+        when that was set (ms, 0: never); one round trip and one reply for the whole batch."""
         if not emails:
             return []
         raw = self.redis.register_script(_SURVEY)(args=[self.keys.base, ITEM_SEP.join(emails)])
         flat = (raw.decode() if isinstance(raw, bytes) else str(raw)).split(ITEM_SEP)
-        return [(flat[i] == "1", flat[i + 1] or None) for i in range(0, len(flat), 2)]
+        return [(flat[i] == "1", flat[i + 1] or None, int(flat[i + 2] or 0))
+                for i in range(0, len(flat), 3)]
 
     def requeue(self, users: Sequence[tuple[str, str]], now_ms: int | None = None) -> int:
         """Queue ``(email, REJOIN | REMOVE)`` users for the next flush; return how many were."""

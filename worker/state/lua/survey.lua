@@ -1,7 +1,8 @@
--- What the audit needs of each user, in one reply: in an audience (1/0) and what Klaviyo was
--- last told (the ``applied`` code, '' for never), per email of the \x1f-separated list.
+-- What the audit needs of each user, in one reply: in an audience (1/0), what Klaviyo was
+-- last told (the ``applied`` code, '' for never) and when (ms, '' for never), per email of the
+-- \x1f-separated list.
 local base = ARGV[1]
-local applied = base .. K_APPLIED
+local applied, applied_at = base .. K_APPLIED, base .. K_APPLIED_AT
 local out = {}
 for _, e in ipairs(split(ARGV[2])) do
   local member = '0'
@@ -10,5 +11,6 @@ for _, e in ipairs(split(ARGV[2])) do
   end
   out[#out + 1] = member
   out[#out + 1] = redis.call('HGET', applied, e) or ''
+  out[#out + 1] = redis.call('HGET', applied_at, e) or ''
 end
 return table.concat(out, ITEM_SEP)
