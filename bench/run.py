@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench import audit as audit_bench
 from bench import baselines, ceiling, engine, optouts, report
 from bench import latency as latency_probe
 from bench.stack import ROOT, Redis, Sandbox, TreeSampler, stop
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "docs", help="where benchmarks.md/.png go"
     )
+    parser.add_argument(
+        "--audit-members", type=int, default=0,
+        help="also time `klaviyo-export audit` on a list this big (bench/audit.py); 0 skips",
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(
@@ -74,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     latency: dict[str, Any] | None = None
     optouts_check: dict[str, Any] | None = None
+    audited: dict[str, Any] | None = None
     try:
         if not args.skip_baselines:
             rows += run_baselines(sandbox, args.sample)
@@ -118,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                 workdir, rds, sandbox, concurrency=4, seconds=args.latency_seconds
             )
             print("   ", latency, flush=True)
+        if args.audit_members > 0:
+            print(f"audit: a list of {args.audit_members:,} members read back", flush=True)
+            audited = audit_bench.run(workdir, rds, sandbox, members=args.audit_members,
+                                      drift=100)
+            print("   ", audited, flush=True)
     finally:
         sampler.sample()
         stop(sandbox.proc)
@@ -142,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             f"same run, side by side); the account's mirror was filled before the clock, once: "
             f"{fill.get('seconds', 0):.1f} s, {fill.get('requests', 0)} requests, "
             f"{fill.get('entries', 0):,} entries.\n")
+    if audited is not None:
+        table += audit_bench.markdown(audited)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.md").write_text(table, encoding="utf-8")
@@ -152,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     report.chart(rows, args.out / "benchmarks.png")
     print(f"wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.png'}")
-    return 0 if all(r.get("exact") is not False for r in rows) else 1  # samples have None
+    exact = all(r.get("exact") is not False for r in rows) and (audited or {}).get("exact", True)
+    return 0 if exact else 1  # samples have None
 
 
 def run_baselines(sandbox: Sandbox, sample: int) -> list[dict[str, Any]]:

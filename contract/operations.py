@@ -66,6 +66,9 @@ REMOVE_PROFILES_FROM_LIST = Operation(
     150,
     max_items=1000,
 )
+GET_LIST_FLOW_TRIGGERS = Operation(
+    "get_flows_triggered_by_list", "GET", "/api/lists/{id}/flow-triggers", 3, 60
+)
 GET_PROFILES = Operation("get_profiles", "GET", "/api/profiles", 75, 750, max_items=100)
 PROFILE_IMPORT = Operation(
     "create_or_update_profile",
@@ -140,6 +143,7 @@ ALL: tuple[Operation, ...] = (
     GET_LIST_PROFILE_IDS,
     ADD_PROFILES_TO_LIST,
     REMOVE_PROFILES_FROM_LIST,
+    GET_LIST_FLOW_TRIGGERS,
     GET_PROFILES,
     PROFILE_IMPORT,
     BULK_IMPORT,

@@ -112,6 +112,14 @@ class ExportJob(BaseModel):
     # unless the job says "single"; the bootstrap reads back what Klaviyo did either way
     new_list_opt_in: OptIn = "double"
     on_exit: OnExit = "remove"
+    # audit --repair also removes people added to the list by hand (not only the job's own)
+    mirror: bool = False
+    # the brake on mass removals: removals past this share of the list (and past
+    # removal_brake_min people) within removal_brake_window_seconds wait for a person
+    # (``klaviyo-export brake release``); 1 turns it off
+    removal_brake: float = Field(default=0.2, gt=0, le=1)
+    removal_brake_window_seconds: float = Field(default=600.0, gt=0)
+    removal_brake_min: int = Field(default=1000, ge=0)
     email_field: str = "email"
     field_map: dict[str, str] = Field(default_factory=dict)
     force_add: bool = False

@@ -24,6 +24,7 @@ PENDING = ":pending"
 INFLIGHT = ":inflight"
 SETTLING = ":settling"
 APPLIED = ":applied"
+APPLIED_AT = ":applied-at"
 REMOVAL_WAITS = ":removal-waits"
 DRIFT = ":drift"
 COUNTERS = ":counters"
@@ -31,7 +32,7 @@ ATTRS_PENDING = ":attrs-pending"
 ATTRS_INFLIGHT = ":attrs-inflight"
 LUA_SUFFIXES = (
     USER, FIELDS, PENDING, INFLIGHT, SETTLING, APPLIED, REMOVAL_WAITS, DRIFT, COUNTERS,
-    ATTRS_PENDING, ATTRS_INFLIGHT,
+    ATTRS_PENDING, ATTRS_INFLIGHT, APPLIED_AT,
 )
 
 
@@ -70,6 +71,11 @@ class JobKeys:
     @property
     def applied(self) -> str:
         return self.base + APPLIED
+
+    @property
+    def applied_at(self) -> str:
+        """Hash: email → when (ms) the ``applied`` code was last set by a release."""
+        return self.base + APPLIED_AT
 
     @property
     def removal_waits(self) -> str:
@@ -154,6 +160,32 @@ class JobKeys:
 
     def user(self, email: str) -> str:
         return self.base + USER + email
+
+    @property
+    def users_pattern(self) -> str:
+        """SCAN pattern of every user's desired-state hash (the audit reads them all)."""
+        return self.base + USER + "*"
+
+    @property
+    def audit(self) -> str:
+        """String: JSON summary of the last audit of the job's list (``status``, ``health``)."""
+        return f"{self.base}:audit"
+
+    @property
+    def brake(self) -> str:
+        """Hash: the removal brake (``held_since``, ``wanted``, ``of``, ``allow_until``)."""
+        return f"{self.base}:brake"
+
+    @property
+    def brake_held(self) -> str:
+        """Set: users whose removal the brake holds (pending again, due later)."""
+        return f"{self.base}:brake-held"
+
+    @property
+    def removals_window(self) -> str:
+        """Zset: removals sent lately (member: a batch id, score: when, ms; the count is in
+        the member), what the brake measures."""
+        return f"{self.base}:removals-window"
 
     def fields(self, email: str) -> str:
         return self.base + FIELDS + email

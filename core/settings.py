@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     beat_max_loop_interval_seconds: PositiveFloat = 5.0
     queue_depth_threshold: int = Field(default=10_000, ge=0)
     dead_letter_threshold: int = Field(default=0, ge=0)
+    # ``health`` fails when the last audit found more drift than this (people off their
+    # rightful place: missing unexplained, extra the job would remove)
+    audit_drift_threshold: int = Field(default=0, ge=0)
 
     @field_validator("redis_url")
     @classmethod

@@ -8,6 +8,8 @@
 - ``GET /_sandbox/realism``: the profile and every behaviour knob in force
 - ``POST /_sandbox/reset``: forget everything (Lytics segments reload from their directory)
 - ``GET /_sandbox/lists/{id}/emails``: all member (and pending) emails of a list, no paging
+- ``POST /_sandbox/lists/{id}/flows``: a flow triggered by adding people to the list (``name``,
+  ``status``: optional, default ``live``), as a marketer makes one in Klaviyo's editor
 - ``GET /_sandbox/subscribe-jobs[/{id}]``: subscribe job status (Klaviyo has no GET for them)
 - ``POST /_sandbox/lytics/segments/{id}``: load a segment's members (JSON lines or array)
 """
@@ -22,8 +24,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sandbox.clock import iso
 from sandbox.core import Sandbox
 from sandbox.faults import Faults
+from sandbox.identity import short_id
 from sandbox.lytics import parse_members
 from sandbox.stats import Stats
 
@@ -154,6 +158,24 @@ async def list_emails(request: Request) -> Response:
     return _json(found) if found is not None else _json({"error": "no such list"}, 404)
 
 
+async def add_flow(request: Request) -> Response:
+    """A marketer builds a flow that adding people to the list triggers."""
+    try:
+        body = await _object(request)
+    except ValueError as exc:
+        return _json({"error": str(exc)}, 400)
+    sandbox = _sandbox(request)
+    with sandbox.lock:
+        found = sandbox.find_list(request.path_params["id"])
+        if found is None:
+            return _json({"error": "no such list"}, 404)
+        lst = found[1]
+        flow = {"id": short_id(), "name": str(body.get("name") or "Welcome series"),
+                "status": str(body.get("status") or "live"), "created": iso()}
+        lst.flows.append(flow)
+    return _json(flow, 201)
+
+
 async def subscribe_job(request: Request) -> Response:
     """One subscribe job's status, counts and failures."""
     sandbox = _sandbox(request)
@@ -197,6 +219,7 @@ ROUTES = [
     Route("/_sandbox/realism", realism, methods=["GET"]),
     Route("/_sandbox/reset", reset, methods=["POST"]),
     Route("/_sandbox/lists/{id}/emails", list_emails, methods=["GET"]),
+    Route("/_sandbox/lists/{id}/flows", add_flow, methods=["POST"]),
     Route("/_sandbox/subscribe-jobs", subscribe_jobs, methods=["GET"]),
     Route("/_sandbox/subscribe-jobs/{id}", subscribe_job, methods=["GET"]),
     Route("/_sandbox/lytics/segments/{id}", load_segment, methods=["POST"]),

@@ -19,8 +19,8 @@ COMPACT_MIN = 1024
 class ListRec:
     """One list of one account."""
 
-    __slots__ = ("created", "id", "members", "name", "opt_in", "pending", "pids", "seqs",
-                 "stale", "updated")
+    __slots__ = ("created", "flows", "id", "members", "name", "opt_in", "pending", "pids",
+                 "seqs", "stale", "updated")
 
     def __init__(self, list_id: str, name: str, opt_in: str, now: str) -> None:
         self.id = list_id
@@ -30,6 +30,7 @@ class ListRec:
         self.updated = now
         self.members: dict[str, tuple[int, str]] = {}
         self.pending: dict[str, str] = {}  # profile id → when the opt-in was requested
+        self.flows: list[dict[str, Any]] = []  # flows "Added to List" of this list triggers
         self.seqs: list[int] = []
         self.pids: list[str] = []
         self.stale = 0
@@ -49,9 +50,10 @@ class ListRec:
         self.pids.append(pid)
         return True
 
-    def remove(self, pid: str) -> bool:
-        """Drop ``pid`` (member or pending); False if it was neither."""
-        was_pending = self.pending.pop(pid, None) is not None
+    def remove(self, pid: str, *, keep_pending: bool = False) -> bool:
+        """Drop ``pid`` (member or pending); False if it was neither. ``keep_pending``: a
+        confirmation on its way stays (removing from a list cannot cancel one)."""
+        was_pending = (not keep_pending) and self.pending.pop(pid, None) is not None
         if self.members.pop(pid, None) is None:
             return was_pending
         self.stale += 1

@@ -149,12 +149,28 @@ def add_profiles_to_list(ctx: Ctx) -> Reply:
 
 
 def remove_profiles_from_list(ctx: Ctx) -> Reply:
-    """Remove members (consent untouched); ids that are not members are ignored."""
+    """Remove members (consent untouched); ids that are not members are ignored. A pending
+    double opt-in stays pending: Klaviyo has no way to cancel a confirmation email already
+    sent, so the person joins when they click (klaviyo-behaviour.md)."""
     lst = _list(ctx)
     ids = [item["id"] for item in ctx.body["data"]]
     for pid in ids:
-        lst.remove(pid)
+        lst.remove(pid, keep_pending=True)
     return Reply(204, items=len(ids))
+
+
+def get_flows_triggered_by_list(ctx: Ctx) -> Reply:
+    """``GET /api/lists/{id}/flow-triggers``: the flows adding people to this list triggers
+    (made with ``POST /_sandbox/lists/{id}/flows``; a new list triggers none). No paging: the
+    spec gives the operation none."""
+    lst = _list(ctx)
+    data = [{"type": "flow", "id": flow["id"], "attributes": {
+                 "name": flow["name"], "status": flow["status"], "archived": False,
+                 "created": flow["created"], "updated": flow["created"],
+                 "trigger_type": "Added to List"},
+             "links": {"self": f"{ctx.base}/api/flows/{flow['id']}"}} for flow in lst.flows]
+    links = {"self": f"{ctx.base}/api/lists/{lst.id}/flow-triggers"}
+    return Reply(200, {"data": data, "links": links}, items=len(data))
 
 
 HANDLERS: dict[str, Handler] = {
@@ -163,4 +179,5 @@ HANDLERS: dict[str, Handler] = {
     "get_profile_ids_for_list": get_profile_ids_for_list,
     "add_profiles_to_list": add_profiles_to_list,
     "remove_profiles_from_list": remove_profiles_from_list,
+    "get_flows_triggered_by_list": get_flows_triggered_by_list,
 }

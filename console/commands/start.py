@@ -12,6 +12,7 @@ when ``start`` is run again.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from worker import runtime
 from worker.celery_app import create_app
 from worker.engine import export as engine
 from worker.engine.bootstrap import BootstrapBusy
-from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
+from worker.klaviyo.errors import KlaviyoError, KlaviyoRetriableError, RateLimited
 from worker.limits.gate import Throttled
 from worker.state.jobstate import JobStateStore, opt_in_words
 
@@ -56,6 +57,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                              "seconds/milliseconds); rows without it use --as-of")
     parser.add_argument("--wait", action="store_true",
                         help="show progress until the backfill finishes, then its summary")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="say what starting would do (the list, its flows, how many people "
+                             "to subscribe, remove or omit, the time the limits imply) with "
+                             "reads only: nothing is sent to Klaviyo or written")
+    parser.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
     parser.add_argument("--segment-chunks", type=int, default=20, metavar="N",
                         help="chunk tasks per chord (default 20): smaller segments report sooner")
     parser.set_defaults(func=run)
@@ -68,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--as-of and --timestamp-field apply to --from-file; a Lytics scan "
                         "is as of the moment it starts")
     source = _source(args, job, settings) if job.backfill or args.from_file else None
+    if args.dry_run:
+        return _dry_run(job, source, settings, as_json=args.json)
     list_id = bootstrap(job)
     state = JobStateStore(runtime.redis_client(), runtime.job_keys(job.id)).get()
     print(f"{job.id}: list {list_id} ready ({opt_in_words(state.opt_in_process)})")
@@ -98,6 +106,20 @@ def run(args: argparse.Namespace) -> int:
     if args.wait:
         final = watch(lambda: read(store), sys.stdout, tty=sys.stdout.isatty())
         print(summary(final))
+    return 0
+
+
+def _dry_run(job: ExportJob, source: Source | None, settings: Settings, *,
+             as_json: bool) -> int:
+    from console.commands import dryrun  # noqa: PLC0415 - only a dry run needs it
+
+    try:
+        found = dryrun.dry_run(job, source, settings)
+    except ValueError as exc:
+        raise UserError(f"job {job.id!r}: {exc}") from None
+    except (SourceError, KlaviyoError) as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(found, indent=2) if as_json else dryrun.describe(found))
     return 0
 
 

@@ -10,11 +10,14 @@ from typing import Any
 import redis
 
 from console.cli import UserError
+from console.commands.brake import brake_words
 from core import redisconn
-from core.jobs import load_jobs
+from core.jobs import ExportJob, load_jobs
 from core.keys import JobKeys
 from core.settings import load_settings
 from producers.backfill import progress as backfill_progress
+from worker.state.audits import AuditStore
+from worker.state.brake import RemovalBrake, policy_of
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobStateStore, opt_in_words
@@ -31,10 +34,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def job_status(
     client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove",
-    force_add: bool = False,
+    *, force_add: bool = False, job: ExportJob | None = None,
 ) -> dict[str, Any]:
     """Everything ``status`` shows for one job, as plain data (``on_exit`` and ``force_add``
-    from the jobs file)."""
+    from the jobs file; ``job`` for its brake)."""
     keys = JobKeys(prefix, job_id)
     state = JobStateStore(client, keys).get()
     counters = JobCounters(client, prefix, job_id).snapshot()
@@ -54,7 +57,20 @@ def job_status(
         "drift_users": desired.drift_count(),
         **counters.as_dict(),
         "backfill": _backfill(client, prefix, job_id),
+        "audit": _audit(client, keys),
+        "brake": RemovalBrake(client, keys, policy_of(job)).state() if job else None,
     }
+
+
+def _audit(client: redis.Redis, keys: JobKeys) -> dict[str, Any] | None:
+    """The last audit's counts (``klaviyo-export audit``), without its samples."""
+    last = AuditStore(client, keys).last()
+    if last is None:
+        return None
+    breakdown = {side: {k: v["count"] for k, v in kinds.items()}
+                 for side, kinds in last["breakdown"].items()}
+    return {k: last[k] for k in ("at", "missing", "extra", "actionable", "in_transit")} | {
+        "breakdown": breakdown}
 
 
 def _backfill(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any] | None:
@@ -84,6 +100,12 @@ def _line(row: dict[str, Any]) -> str:
             parts.append(f"{name} {sum(row[name].values())} {row[name]}")
     if row.get("backfill"):
         parts.append(row["backfill"]["text"])
+    if row.get("audit"):
+        found = row["audit"]
+        parts.append(f"audit: missing {found['missing']}, extra {found['extra']} "
+                     f"({found['actionable']} out of place)")
+    if (row.get("brake") or {}).get("held"):
+        parts.append(brake_words(row["brake"]).replace("JOB", row["job"]))
     if row.get("opt_in_note"):
         parts.append(f"WARNING: {row['opt_in_note']}")
     if row.get("reason"):
@@ -114,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     client = redisconn.client(settings, socket_connect_timeout=3)
     try:
         rows = [
-            job_status(client, settings.key_prefix, j.id, j.on_exit, j.force_add)
+            job_status(client, settings.key_prefix, j.id, j.on_exit,
+                       force_add=j.force_add, job=j)
             for j in jobs.jobs
             if not args.job or j.id == args.job
         ]

@@ -134,6 +134,23 @@ def test_a_list_without_opt_in_process_is_double_opt_in(api: SandboxClient,
     assert (confirmed["consent"], confirmed["double_optin"]) == ("SUBSCRIBED", True)
 
 
+def test_removing_a_pending_person_does_not_cancel_their_confirmation(
+        api: SandboxClient, server: SandboxServer) -> None:
+    """Source: klaviyo-behaviour.md ("There is no API to cancel a pending confirmation");
+    spec ``remove_profiles_from_list`` removes list *members*. The email already sent still
+    works: a person removed while awaiting confirmation joins when they click."""
+    resp = api.call("POST", "/api/lists", {"data": {"type": "list", "attributes": {"name": "P"}}})
+    list_id = checked(resp, "create_list")["data"]["id"]
+    api.wait_subscribe(api.subscribe(list_id, ["late@example.com"]))
+    pid = profile_of(api, "late@example.com")["id"]
+    body = {"data": [{"type": "profile", "id": pid}]}
+    resp = api.call("DELETE", f"/api/lists/{list_id}/relationships/profiles", body)
+    assert resp.status_code == 204
+    assert member_ids(api, list_id) == []
+    assert server.confirm(list_id, ["late@example.com"]) == 1
+    assert member_ids(api, list_id) == [pid]
+
+
 @pytest.mark.parametrize(("enabled", "expected"), [(True, "single_opt_in"),
                                                     (False, "double_opt_in")])
 def test_a_single_opt_in_request_is_honoured_only_where_the_account_enables_it(
@@ -598,3 +615,22 @@ def test_sms_consent_is_stored_with_the_phone_and_not_for_another_profiles_phone
         "taker@example.com": (None, "NEVER_SUBSCRIBED"),
         "fresh@example.com": ("+15005550002", "SUBSCRIBED")}
     assert [(f["index"], f["code"]) for f in job["failures"]] == [(0, "duplicate_profile")]
+
+
+def test_flow_triggers_name_the_flows_adding_people_to_a_list_starts(
+        api: SandboxClient, server: SandboxServer) -> None:
+    """Source: spec ``get_flows_triggered_by_list`` ("Get all flows where the given list ID is
+    being used as the trigger", ``GetFlowResponseCollection``, 3/s and 60/m); klaviyo-behaviour.md
+    (adding people to a list triggers its flows). A new list triggers none; the answer is
+    validated against the spec."""
+    list_id = api.create_list("Flows")
+    path = f"/api/lists/{list_id}/flow-triggers"
+    assert checked(api.call("GET", path), "get_flows_triggered_by_list")["data"] == []
+    made = requests.post(f"{server.url}/_sandbox/lists/{list_id}/flows",
+                         json={"name": "Welcome"}, timeout=5).json()
+    data = checked(api.call("GET", path), "get_flows_triggered_by_list")["data"]
+    assert [(f["id"], f["attributes"]["name"], f["attributes"]["trigger_type"]) for f in data] \
+        == [(made["id"], "Welcome", "Added to List")]
+    assert api.call("GET", "/api/lists/XXXXXX/flow-triggers").status_code == 404
+    op = BY_NAME["get_flows_triggered_by_list"]
+    assert (op.burst, op.steady) == (3, 60)

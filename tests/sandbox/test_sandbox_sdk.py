@@ -72,6 +72,9 @@ def test_every_operation_through_the_sdk(sdk: KlaviyoAPI) -> None:
     one = call("get_list", lists.get_list_with_http_info, list_id,
                additional_fields_list=["profile_count"])
     assert one.data.data.attributes.opt_in_process == "double_opt_in"
+    flows = call("get_flows_triggered_by_list", lists.get_flows_triggered_by_list_with_http_info,
+                 list_id)
+    assert flows.data.data == []
 
     upsert = {"data": {"type": "profile", "attributes": {"email": "Ann@Example.com",
                                                          "properties": {"tier": "gold"}}}}

@@ -27,6 +27,7 @@ from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.limits import retry
 from worker.limits.gate import Throttled
+from worker.state.brake import RemovalBrake, policy_of
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetterStore
 from worker.state.desired import DesiredState
@@ -161,6 +162,7 @@ def flush_context(
         awaits_confirmation=confirm.awaits_confirmation(job, store.get()),
         schedule_attributes=lambda countdown: schedule_attributes(job.id, countdown),
         attribute_wait_seconds=s.attribute_wait_seconds,
+        brake=RemovalBrake(state.redis, state.keys, policy_of(job)),
     )
 
 

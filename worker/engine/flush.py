@@ -36,6 +36,7 @@ from core.settings import load_settings
 from worker.engine import attributes, confirm, consent, imports, optouts
 from worker.engine.isolate import send_isolating
 from worker.engine.plan import (
+    Plan,
     applied_accepted,
     applied_in,
     applied_try,
@@ -56,6 +57,7 @@ from worker.klaviyo.errors import (
 from worker.limits import retry
 from worker.limits.gate import Throttled
 from worker.state.attributes import AttributeQueue
+from worker.state.brake import RECHECK_SECONDS, RemovalBrake
 from worker.state.codes import FORGET, OUT, OUT_NO_PROFILE, OUT_UNCONFIRMED, RETRY
 from worker.state.conflicts import IDENTIFIERS, Conflict, ConflictStore, strip
 from worker.state.counters import JobCounters
@@ -93,6 +95,7 @@ class FlushContext:
     awaits_confirmation: bool = False
     schedule_attributes: attributes.AttributeScheduler = lambda _countdown: None
     attribute_wait_seconds: float = 2.0
+    brake: RemovalBrake | None = None  # holds mass removals (worker/state/brake.py)
 
 
 @dataclass
@@ -124,6 +127,7 @@ class Flusher:
             return self.outcome
         plan = make_plan(users, removes_on_exit=self.ctx.job.removes_on_exit)
         self.ctx.state.release(plan.released_as_is(), now_ms())
+        self._brake(plan)
         steps: list[tuple[list[Desired], Callable[[list[Desired]], None]]] = [
             (plan.leave, self._leave),
             (plan.join, self._join),
@@ -134,6 +138,20 @@ class Flusher:
                 self._retry([u for g, _ in steps[i:] for u in g])
                 break
         return self.outcome
+
+    def _brake(self, plan: Plan) -> None:
+        """Removals past the job's brake wait (parked, due later); the rest of the plan goes on.
+        Only people Klaviyo may hold count: a removal with nothing to remove takes nobody off."""
+        brake = self.ctx.brake
+        if brake is None or not plan.leave:
+            return
+        if brake.admit(sum(1 for u in plan.leave if u.may_be_present)):
+            return
+        brake.hold([u.email for u in plan.leave])
+        self.outcome.done.update(u.email for u in plan.leave)
+        plan.leave = []
+        current = self.outcome.recheck_in  # look again then: the brake may have been released
+        self.outcome.recheck_in = min(current or RECHECK_SECONDS, RECHECK_SECONDS)
 
     def _claim(self) -> list[Desired]:
         lease_ms = int(self.ctx.lease_seconds * 1000)

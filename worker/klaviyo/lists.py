@@ -14,9 +14,11 @@ from typing import Any
 from contract import operations as ops
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.pagination import (
+    CURSOR,
     SIZE,
     iter_pages,
     iter_resources,
+    next_cursor,
     page_size,
     quote_filter_value,
 )
@@ -129,7 +131,7 @@ class ListMember:
         """Build from a ``profile`` resource of ``get_profiles_for_list``."""
         attributes = resource.get("attributes") or {}
         joined = attributes.get("joined_group_at")
-        return cls(id=str(resource["id"]), email=attributes.get("email"),
+        return cls(id=str(resource["id"]), email=_lower(attributes.get("email")),
                    joined_group_at=parse_time(joined) if joined else None)
 
 
@@ -163,3 +165,52 @@ def list_members_since(
         data = document.get("data")
         items = data if isinstance(data, list) else []
         yield [ListMember.from_resource(item) for item in items if isinstance(item, dict)]
+
+
+def list_members_page(
+    client: KlaviyoClient, list_id: str, cursor: str | None = None
+) -> tuple[list[ListMember], str | None]:
+    """One page (100) of ``list_id``'s members with ids, emails and join times, and the next
+    page's cursor (None on the last page). One call, so a caller that is throttled or meets a
+    passing error can ask for the same page again: the audit reads a whole list so."""
+    op = ops.GET_LIST_PROFILES
+    params = {SIZE: page_size(op), "fields[profile]": "email,joined_group_at"}
+    if cursor is not None:
+        params[CURSOR] = cursor
+    document = client.call(op, path={"id": list_id}, params=params).document or {}
+    members = [
+        ListMember.from_resource(item) for item in document.get("data") or ()
+        if isinstance(item, dict)
+    ]
+    return members, next_cursor(op, document)
+
+
+def _lower(email: object) -> str | None:
+    return email.strip().lower() if isinstance(email, str) and email.strip() else None
+
+
+def list_profile_count(client: KlaviyoClient, list_id: str) -> int | None:
+    """How many members ``list_id`` has (``additional-fields[list]=profile_count``)."""
+    params = {"additional-fields[list]": "profile_count"}
+    document = client.call(ops.GET_LIST, path={"id": list_id}, params=params).document or {}
+    count = ((document.get("data") or {}).get("attributes") or {}).get("profile_count")
+    return int(count) if isinstance(count, int) else None
+
+
+def find_member(client: KlaviyoClient, list_id: str, email: str) -> ListMember | None:
+    """``email``'s membership of ``list_id`` read live (``filter=equals(email,…)``), or None."""
+    op = ops.GET_LIST_PROFILES
+    params = {"filter": f"equals(email,{quote_filter_value(email)})",
+              "fields[profile]": "email,joined_group_at"}
+    document = client.call(op, path={"id": list_id}, params=params).document or {}
+    for item in document.get("data") or ():
+        return ListMember.from_resource(item)
+    return None
+
+
+def flows_triggered_by_list(client: KlaviyoClient, list_id: str) -> list[dict[str, Any]]:
+    """The flows adding people to ``list_id`` triggers: ``id``, ``name``, ``status`` each."""
+    document = client.call(ops.GET_LIST_FLOW_TRIGGERS, path={"id": list_id}).document or {}
+    return [{"id": str(item.get("id")), "name": (item.get("attributes") or {}).get("name"),
+             "status": (item.get("attributes") or {}).get("status")}
+            for item in document.get("data") or () if isinstance(item, dict)]

@@ -21,13 +21,15 @@ import redis
 
 from contract import operations as ops
 from core.jobs import ExportJob
-from core.keys import broker_queue_keys, dlq_key, health_key, heartbeat_key
+from core.keys import JobKeys, broker_queue_keys, dlq_key, health_key, heartbeat_key
 from core.redact import redact
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient, fingerprint
 from worker.klaviyo.errors import KlaviyoError
 from worker.limits.ratelimit import RateLimiter
 from worker.ops.schedule import QUEUES, OpsSettings
+from worker.state.audits import AuditStore
+from worker.state.brake import RemovalBrake, policy_of
 
 ClientFor = Callable[[str], KlaviyoClient]  # api key → client
 
@@ -169,6 +171,44 @@ def run_checks(
     found += check_queues(client, prefix, settings.queue_depth_threshold)
     job_ids = [j.id for j in jobs]
     found += check_dead_letters(client, prefix, job_ids, settings.dead_letter_threshold)
+    found += check_audits(client, prefix, job_ids, settings.audit_drift_threshold)
+    found += check_brakes(client, prefix, jobs)
+    return found
+
+
+def check_audits(
+    client: redis.Redis, prefix: str, job_ids: Iterable[str], threshold: int,
+    now: float | None = None,
+) -> list[Component]:
+    """Each job's last audit (``klaviyo-export audit``): people out of place, against the
+    threshold. A job never audited is not failed: there is nothing to judge yet."""
+    now = time.time() if now is None else now
+    found = []
+    for job_id in job_ids:
+        last = AuditStore(client, JobKeys(prefix, job_id)).last()
+        name = f"audit[{job_id}]"
+        if last is None:
+            found.append(Component(name, None, "never audited (klaviyo-export audit JOB)"))
+            continue
+        drift = int(last.get("actionable", 0))
+        detail = (f"{drift} out of place (max {threshold}): missing {last['missing']}, "
+                  f"extra {last['extra']}, {now - float(last['at']):.0f}s ago")
+        found.append(Component(name, drift <= threshold, detail))
+    return found
+
+
+def check_brakes(client: redis.Redis, prefix: str, jobs: Iterable[ExportJob]) -> list[Component]:
+    """A job whose brake holds its removals fails until a person releases it."""
+    found = []
+    for job in jobs:
+        state = RemovalBrake(client, JobKeys(prefix, job.id), policy_of(job)).state()
+        if state["held"]:
+            detail = (f"removals held: {state['wanted']} of {state['of']} wanted off within "
+                      f"{job.removal_brake_window_seconds:.0f}s (max {job.removal_brake:.0%}); "
+                      f"{state['waiting']} waiting for `klaviyo-export brake release {job.id}`")
+        else:
+            detail = "removals flow"
+        found.append(Component(f"brake[{job.id}]", not state["held"], detail))
     return found
 
 

@@ -77,6 +77,7 @@ def lua_constants() -> dict[str, str]:
         "K_INFLIGHT": keys.INFLIGHT, "K_SETTLING": keys.SETTLING, "K_APPLIED": keys.APPLIED,
         "K_REMOVAL_WAITS": keys.REMOVAL_WAITS, "K_DRIFT": keys.DRIFT, "K_COUNTERS": keys.COUNTERS,
         "K_ATTRS_PENDING": keys.ATTRS_PENDING, "K_ATTRS_INFLIGHT": keys.ATTRS_INFLIGHT,
+        "K_APPLIED_AT": keys.APPLIED_AT,
         "C_ADDED": counters.ADDED, "C_REMOVED": counters.REMOVED,
         "C_AWAITING": counters.AWAITING,
         "C_REMOVE_UNCONFIRMED": counters.REMOVE_UNCONFIRMED,

@@ -22,6 +22,7 @@ for i = 1, #items, 2 do
     redis.call('HDEL', waits, email)
   end
   if val ~= RETRY and val ~= FORGET then
+    redis.call('HSET', base .. K_APPLIED_AT, email, now)
     local prev = redis.call('HGET', applied, email)
     local was_in, was_waiting = is(APPLIED_IN, prev), is(APPLIED_WAIT, prev)
     if string.sub(val, 1, #OUT) == OUT then

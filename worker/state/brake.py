@@ -1,0 +1,140 @@
+"""The brake on mass removals: a job about to take more than a share of its list off within a
+short time holds those removals until a person releases them; enters keep flowing.
+
+An audience definition broken in Lytics empties it, and the product would faithfully empty
+the Klaviyo list. :meth:`RemovalBrake.admit` is asked before every batch of removals (flush
+and backfill alike): it keeps the removals of the last ``window`` in ``{p}:job:{job}:
+removals-window`` and refuses a batch that would bring them past ``share`` of the list as it
+stood (members now, ``added - removed``, plus those removed in the window) and past
+``minimum`` people. The brake is then *held* (``{p}:job:{job}:brake``: since when, how many
+wanted out, of how many): every removal waits, its users parked in ``{p}:job:{job}:
+brake-held`` with a pending time ahead, looked at again every :data:`RECHECK_SECONDS`.
+:meth:`RemovalBrake.release` (``klaviyo-export brake release JOB``) lets them go: held users are
+pending again at once, and for one window removals pass without counting against the brake.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from core.jobs import ExportJob
+from core.keys import JobKeys
+from worker.state.counters import ADDED, REMOVED
+
+RECHECK_SECONDS = 30.0  # how often held removals come back to find the brake still held
+
+# KEYS brake, window, counters | ARGV now, n, share, window_ms, minimum, batch, added, removed
+_ADMIT = """
+local now, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'held_since') == 1 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]))
+local sent = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  sent = sent + tonumber(string.match(m, '^(%d+)'))
+end
+local allow = tonumber(redis.call('HGET', KEYS[1], 'allow_until') or '0')
+local members = tonumber(redis.call('HGET', KEYS[3], ARGV[7]) or '0')
+  - tonumber(redis.call('HGET', KEYS[3], ARGV[8]) or '0')
+local base = math.max(members, 0) + sent
+if now >= allow and sent + n > tonumber(ARGV[5]) and sent + n > tonumber(ARGV[3]) * base then
+  redis.call('HSET', KEYS[1], 'held_since', now, 'wanted', sent + n, 'of', base)
+  return 0
+end
+redis.call('ZADD', KEYS[2], now, n .. ':' .. ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+# KEYS brake-held, pending, inflight | ARGV due_ms, emails (\x1f-separated)
+_HOLD = """
+for e in string.gmatch(ARGV[2], '[^\\31]+') do
+  redis.call('ZREM', KEYS[3], e)
+  redis.call('ZADD', KEYS[2], ARGV[1], e)
+  redis.call('SADD', KEYS[1], e)
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class BrakePolicy:
+    """A job's brake: at most ``share`` of the list (and more than ``minimum`` people) within
+    ``window_seconds``; ``share`` 1 turns it off."""
+
+    share: float
+    window_seconds: float
+    minimum: int
+
+    @property
+    def off(self) -> bool:
+        return self.share >= 1
+
+
+class RemovalBrake:
+    """One job's brake (module doc)."""
+
+    def __init__(self, client: redis.Redis, keys: JobKeys, policy: BrakePolicy) -> None:
+        self.redis = client
+        self.keys = keys
+        self.policy = policy
+
+    def admit(self, n: int, now_ms: int | None = None) -> bool:
+        """May ``n`` removals go now? False holds the brake (or it was held already)."""
+        if n <= 0 or self.policy.off:
+            return True
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        script = self.redis.register_script(_ADMIT)
+        window_ms = int(self.policy.window_seconds * 1000)
+        args: list[str | int | float] = [now, n, self.policy.share, window_ms, self.policy.minimum,
+                                         f"{now}-{time.monotonic_ns()}", ADDED, REMOVED]
+        keys = [self.keys.brake, self.keys.removals_window, self.keys.counters]
+        return bool(script(keys=keys, args=args))
+
+    def hold(self, emails: Sequence[str], now_ms: int | None = None) -> None:
+        """Park claimed users whose removal the brake holds: pending again, due later."""
+        if not emails:
+            return
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        due = now + int(RECHECK_SECONDS * 1000)
+        script = self.redis.register_script(_HOLD)
+        script(keys=[self.keys.brake_held, self.keys.pending, self.keys.inflight],
+               args=[due, "\x1f".join(emails)])
+
+    def release(self, now_ms: int | None = None) -> int:
+        """Let the held removals go (and pass removals for one window); return how many."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        held = [m.decode() if isinstance(m, bytes) else str(m)
+                for m in self.redis.smembers(self.keys.brake_held)]
+        pipe = self.redis.pipeline()
+        if held:
+            pipe.zadd(self.keys.pending, dict.fromkeys(held, now), xx=True)
+        pipe.delete(self.keys.brake_held, self.keys.removals_window)
+        pipe.hdel(self.keys.brake, "held_since", "wanted", "of")
+        pipe.hset(self.keys.brake, "allow_until",
+                  now + int(self.policy.window_seconds * 1000))
+        pipe.execute()
+        return len(held)
+
+    def state(self) -> dict[str, Any]:
+        """``held`` (bool), and while held: since when (epoch s), how many of how many wanted
+        out, and how many users wait."""
+        raw = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
+                                                             else v)
+               for k, v in self.redis.hgetall(self.keys.brake).items()}
+        if "held_since" not in raw:
+            return {"held": False}
+        return {"held": True, "since": int(raw["held_since"]) / 1000,
+                "wanted": int(raw.get("wanted", 0)), "of": int(raw.get("of", 0)),
+                "waiting": int(self.redis.scard(self.keys.brake_held)),
+                "share": self.policy.share}
+
+
+def policy_of(job: ExportJob) -> BrakePolicy:
+    """A job's brake policy (``removal_brake*`` fields of the jobs file)."""
+    return BrakePolicy(share=job.removal_brake, window_seconds=job.removal_brake_window_seconds,
+                       minimum=job.removal_brake_min)
