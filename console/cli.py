@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from core.settings import ConfigurationError, load_settings
 from worker.ops import observability
 
-COMMANDS = ("jobs", "start", "status", "enqueue", "dlq", "health", "webhook", "sandbox")
+COMMANDS = ("jobs", "start", "status", "enqueue", "dlq", "health", "webhook", "sandbox",
+            "lifecycle")
 
 
 class UserError(Exception):

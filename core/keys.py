@@ -113,6 +113,26 @@ class JobKeys:
     def user(self, email: str) -> str:
         return self.base + USER + email
 
+    @property
+    def user_pattern(self) -> str:
+        """SCAN pattern of every user's desired-state hash (``user_pattern[:-1]`` + email)."""
+        return self.base + USER + "*"
+
+    @property
+    def every_key_pattern(self) -> str:
+        """SCAN pattern of every key of the job (``stop`` forgets them, ``state`` kept)."""
+        return self.base + ":*"
+
+    @property
+    def audiences_lock(self) -> str:
+        """Held while a removed audience's members are taken out of the desired state."""
+        return f"{self.base}:audiences-lock"
+
+    @property
+    def runs(self) -> str:
+        """List of the job's finished runs (backfills, audits), JSON, newest first, capped."""
+        return f"{self.base}:runs"
+
     def fields(self, email: str) -> str:
         return self.base + FIELDS + email
 

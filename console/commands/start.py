@@ -19,6 +19,7 @@ from pathlib import Path
 import redis
 
 from console.cli import UserError
+from core import names
 from core.jobs import ExportJob
 from core.runs import RunStore
 from core.settings import Settings, load_settings
@@ -30,10 +31,11 @@ from producers.backfill.snapshot import SnapshotError, parse_as_of
 from worker import runtime
 from worker.celery_app import create_app
 from worker.engine import export as engine
+from worker.engine import lifecycle
 from worker.engine.bootstrap import BootstrapBusy
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.limits.gate import Throttled
-from worker.state.jobstate import JobStateStore, opt_in_words
+from worker.state.jobstate import JobStateStore, Status, opt_in_words
 
 BOOTSTRAP_ATTEMPTS = 20
 
@@ -67,12 +69,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--as-of and --timestamp-field apply to --from-file; a Lytics scan "
                         "is as of the moment it starts")
     source = _source(args, job, settings) if job.backfill or args.from_file else None
+    jobstate = JobStateStore(runtime.redis_client(), runtime.job_keys(job.id))
+    _lifecycle(job, jobstate, backfills=source is not None)
     list_id = bootstrap(job)
-    state = JobStateStore(runtime.redis_client(), runtime.job_keys(job.id)).get()
+    state = jobstate.get()
     print(f"{job.id}: list {list_id} ready ({opt_in_words(state.opt_in_process)})")
     if state.opt_in_note:
         print(f"{job.id}: WARNING: {state.opt_in_note}")
     if source is None:
+        jobstate.set_audiences(job.audiences)
         print(f"{job.id}: backfill = false; exporting in real time only")
         return 0
     try:
@@ -87,12 +92,42 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     except redis.RedisError as exc:
         raise UserError(f"cannot reach Redis (REDIS_URL): {exc}; rerun to resume") from None
+    jobstate.set_audiences(job.audiences)  # every audience is now backfilled
     print(f"{job.id}: backfill {store.run_id} dispatched {producer.cursor.profiles:,} profiles "
           f"in {producer.cursor.chunk:,} chunks")
     if args.wait:
         final = watch(lambda: read(store), sys.stdout, tty=sys.stdout.isatty())
         print(summary(final))
     return 0
+
+
+def _lifecycle(job: ExportJob, store: JobStateStore, *, backfills: bool) -> None:
+    """A stopped job begins again; a paused one is refused; audience changes are said."""
+    status = store.status()
+    if status is Status.PAUSED:
+        raise UserError(f"job {job.id!r} is paused: `klaviyo-export resume {job.id}` first")
+    if status is Status.STOPPED:
+        lifecycle.restart(store, job)
+        print(f"{job.id}: was stopped; starting again from nothing (the list is checked again)")
+        return
+    changes = lifecycle.follow_audiences(job, store, engine_schedule_flush)
+    for audience in changes.removed:
+        print(f"{job.id}: audience {audience} was removed from the job: its members leave the "
+              "list unless they are in another of its audiences")
+    for audience in changes.added:
+        how = ("this backfill exports its current members" if backfills else
+               "not backfilled (backfill = false; give --from-file to backfill it)")
+        print(f"{job.id}: audience {audience} was added to the job: {how}")
+
+
+def engine_schedule_flush(job_id: str, countdown: float) -> None:
+    """Queue a flush of ``job_id`` (by task name, as producers do)."""
+    app = create_app(load_settings())
+    try:
+        app.send_task(names.FLUSH, args=(job_id,), queue=names.REALTIME, ignore_result=True,
+                      countdown=countdown or None)
+    finally:
+        app.close()
 
 
 def read(store: RunStore) -> Progress:

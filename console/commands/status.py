@@ -16,7 +16,7 @@ from core.settings import load_settings
 from producers.backfill import progress as backfill_progress
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
-from worker.state.jobstate import JobStateStore, opt_in_words
+from worker.state.jobstate import HELD, JobStateStore, opt_in_words
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,12 +27,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def job_status(
-    client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove"
+    client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove",
+    audiences: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Everything ``status`` shows for one job, as plain data (``on_exit`` from the jobs
-    file)."""
+    """Everything ``status`` shows for one job, as plain data (``on_exit`` and ``audiences``
+    from the jobs file: audiences not yet backfilled are named)."""
     keys = JobKeys(prefix, job_id)
     state = JobStateStore(client, keys).get()
+    known = state.audiences
+    added = [a for a in audiences or () if known is not None and a not in known]
     counters = JobCounters(client, prefix, job_id).snapshot()
     desired = DesiredState(client, keys)
     return {
@@ -43,6 +46,7 @@ def job_status(
         "opt_in_note": state.opt_in_note,
         "on_exit": on_exit,
         "reason": state.reason,
+        "audiences_not_backfilled": added,
         "pending": desired.pending_count(),
         "inflight": desired.inflight_count(),
         "awaiting_profile": desired.waiting_count(),
@@ -60,7 +64,7 @@ def _backfill(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any] |
 def _line(row: dict[str, Any]) -> str:
     omitted = row.get("omitted") or {}
     parts = [
-        f"{row['job']}: {row['status']}",
+        f"{row['job']}: {row['status'].upper() if row['status'] in HELD else row['status']}",
         f"list {row['list_id'] or '-'}"
         + (f" ({opt_in_words(row['opt_in_process'])})" if row["list_id"] else ""),
         *(["exits kept on the list (on_exit = keep)"] if row.get("on_exit") == "keep" else []),
@@ -72,6 +76,9 @@ def _line(row: dict[str, Any]) -> str:
         f"dead-lettered {row['dead_lettered']}",
         f"pending {row['pending']}",
     ]
+    if row.get("audiences_not_backfilled"):
+        parts.append("audiences added since the last start (`start` backfills them): "
+                     + ", ".join(row["audiences_not_backfilled"]))
     if row.get("awaiting_profile"):
         parts.append(f"removals awaiting a profile {row['awaiting_profile']}")
     for name in ("drift", "clamped"):
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
     try:
         rows = [
-            job_status(client, settings.key_prefix, j.id, j.on_exit)
+            job_status(client, settings.key_prefix, j.id, j.on_exit, j.audiences)
             for j in jobs.jobs
             if not args.job or j.id == args.job
         ]

@@ -20,7 +20,7 @@ from core.jobs import ExportJob
 from core.keys import JobKeys
 from core.settings import load_settings
 from worker import runtime
-from worker.engine import imports
+from worker.engine import imports, lifecycle
 from worker.engine.bootstrap import bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
@@ -58,6 +58,8 @@ def klaviyo(job: ExportJob) -> KlaviyoClient:
 def record(job_id: str, events: Sequence[AudienceEvent], schedule: Scheduler) -> Recorded:
     """Record events, then make sure a flush follows: now when a batch is full, else soon."""
     job, keys, state = _parts(job_id)
+    if JobStateStore(state.redis, keys).status() is Status.STOPPED:
+        return Recorded(0, 0, {})  # a stopped job records nothing: its state was forgotten
     counters = JobCounters(runtime.redis_client(), keys.prefix, job_id)
     result = record_events(job, state, counters, events)
     if result.changed:
@@ -178,6 +180,11 @@ def poll_import(job_id: str, kjob_id: str, attempt: int = 0) -> NextPoll | None:
     job, keys, state = _parts(job_id)
     letters = DeadLetterStore(state.redis, keys.prefix, job_id)
     s = load_settings()
+    status = JobStateStore(state.redis, keys).status()
+    if status is Status.STOPPED:
+        return None  # its state was forgotten: nothing left to follow
+    if status is Status.PAUSED:  # nothing goes to Klaviyo, not even a poll: look again later
+        return _defer(state, kjob_id, NextPoll(retry.jittered(max(s.poll_interval_seconds, 1.0))))
     try:
         result = imports.poll(state, klaviyo(job), letters, kjob_id, s.lease_seconds)
     except Throttled as exc:
@@ -204,8 +211,13 @@ def run_bootstrap(job_id: str) -> str | None:
 
 
 def sweep(job_id: str, schedule: Scheduler, schedule_poll: Callable[[str, str], None]) -> int:
-    """The safety net: flush users nobody is flushing, and poll imports nobody is polling."""
-    _job, keys, state = _parts(job_id)
+    """The safety net: flush users nobody is flushing, and poll imports nobody is polling;
+    and the jobs file's audiences followed (a removed audience's members re-checked)."""
+    job, keys, state = _parts(job_id)
+    store = JobStateStore(state.redis, keys)
+    if store.status() is Status.STOPPED:
+        return 0
+    lifecycle.follow_audiences(job, store, schedule)
     now = int(time.time() * 1000)
     stale = state.redis.zcount(keys.inflight, "-inf", now)
     if state.due_count(now) or stale:

@@ -21,13 +21,14 @@ import redis
 
 from contract import operations as ops
 from core.jobs import ExportJob
-from core.keys import broker_queue_keys, dlq_key, health_key, heartbeat_key
+from core.keys import JobKeys, broker_queue_keys, dlq_key, health_key, heartbeat_key
 from core.redact import redact
 from worker.klaviyo.accounts import check_account
 from worker.klaviyo.client import KlaviyoClient, fingerprint
 from worker.klaviyo.errors import KlaviyoError
 from worker.limits.ratelimit import RateLimiter
 from worker.ops.schedule import QUEUES, OpsSettings
+from worker.state.jobstate import HELD, JobStateStore
 
 ClientFor = Callable[[str], KlaviyoClient]  # api key → client
 
@@ -148,6 +149,16 @@ def check_heartbeats(
     return found
 
 
+def held_jobs(client: redis.Redis, prefix: str, jobs: Iterable[ExportJob]) -> dict[str, str]:
+    """Job id → ``paused`` or ``stopped``, for the jobs an operator holds."""
+    found = {}
+    for job in jobs:
+        status = JobStateStore(client, JobKeys(prefix, job.id)).status()
+        if status in HELD:
+            found[job.id] = status.value
+    return found
+
+
 def run_checks(
     client: redis.Redis,
     prefix: str,
@@ -162,7 +173,11 @@ def run_checks(
     """Every check; Redis-backed ones are skipped (not failed twice) when Redis is down."""
     redis_state = check_redis(client)
     found = [redis_state] if jobs_file is None else [jobs_file, redis_state]
-    found += check_klaviyo(jobs, limiter if redis_state.ok else None, client_for)
+    held = held_jobs(client, prefix, jobs) if redis_state.ok else {}
+    found += [Component(f"job[{job_id}]", None, f"{status}: Klaviyo not called")
+              for job_id, status in held.items()]
+    active = [j for j in jobs if j.id not in held]  # a paused job's key is not used either
+    found += check_klaviyo(active, limiter if redis_state.ok else None, client_for)
     if not redis_state.ok:
         return found
     found += check_heartbeats(client, prefix, settings.heartbeat_interval_seconds, require_workers)
