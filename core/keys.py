@@ -256,3 +256,17 @@ def broker_queue_keys(prefix: str, queue: str) -> list[str]:
 def redbeat_prefix(prefix: str) -> str:
     """RedBeat's ``redbeat_key_prefix``: the beat schedule and the single-beat lock."""
     return f"{prefix}:redbeat:"
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def call_stats_key(prefix: str, account: str, operation: str) -> str:
+    """Hash of one (account, operation)'s Klaviyo calls: ``calls``, ``status:<code>``,
+    ``le:<bucket>`` (latency, not cumulative), ``sum`` (seconds): ``core.metrics`` reads it."""
+    return f"{prefix}:metrics:calls:{account}:{operation}"
+
+
+def call_stats_index_key(prefix: str) -> str:
+    """Set of ``account|operation`` pairs that have a ``call_stats_key``."""
+    return f"{prefix}:metrics:calls"

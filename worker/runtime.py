@@ -14,6 +14,7 @@ import redis
 from core.jobs import ExportJob, JobsFile, JobsFileError, UnknownJobError
 from core.jobswatch import JobsWatcher
 from core.keys import JobKeys
+from core.metrics import CallRecorder
 from core.settings import load_settings
 from worker.klaviyo.client import KlaviyoClient, client_for
 from worker.limits.gate import Gate
@@ -88,7 +89,7 @@ def limiter() -> RateLimiter:
 
 def klaviyo(export_job: ExportJob) -> KlaviyoClient:
     """The process's one Klaviyo client for this job's key, every request charged to the
-    shared limiter as it is sent."""
+    shared limiter as it is sent and counted for the metrics (``core.metrics``)."""
     s = load_settings()
     return client_for(
         export_job.api_key(),
@@ -96,4 +97,4 @@ def klaviyo(export_job: ExportJob) -> KlaviyoClient:
         revision=s.klaviyo_revision,
         connect_timeout=s.http_connect_timeout,
         read_timeout=s.http_read_timeout,
-    ).limited(Gate(limiter()))
+    ).limited(Gate(limiter())).observed(CallRecorder(redis_client(), s.key_prefix))

@@ -18,6 +18,7 @@ import copy
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -78,6 +79,12 @@ class RequestLimiter(Protocol):
         """Klaviyo answered 429 to ``op``: pause it for every worker."""
 
 
+class CallObserver(Protocol):
+    """Told of every request's outcome (``core.metrics.CallRecorder``)."""
+
+    def observe(self, account: str, operation: str, status: int, seconds: float) -> None: ...
+
+
 class ClientOptions(TypedDict, total=False):
     """A client's keyword options: ``base_url`` and ``revision`` are required."""
 
@@ -110,6 +117,7 @@ class KlaviyoClient:
         self._account = fingerprint(api_key)
         self._session = _session(api_key, settings.revision, settings.pool_size)
         self._limiter: RequestLimiter | None = None
+        self._observer: CallObserver | None = None
 
     @property
     def account(self) -> str:
@@ -126,6 +134,12 @@ class KlaviyoClient:
         """This client (same key, session and pool) with every request charged to ``limiter``."""
         clone = copy.copy(self)
         clone._limiter = limiter
+        return clone
+
+    def observed(self, observer: CallObserver) -> KlaviyoClient:
+        """This client with every answer (status, seconds) told to ``observer`` (metrics)."""
+        clone = copy.copy(self)
+        clone._observer = observer
         return clone
 
     def close(self) -> None:
@@ -146,7 +160,7 @@ class KlaviyoClient:
         url = _url(self.base_url, op, path)
         if self._limiter is not None:
             self._limiter.charge(self._account, op)
-        response = self._send(op, url, params, data)
+        response = self._timed(op, url, params, data)
         document = _document(op, response)
         error = refusal(op, response.status_code, document, response.headers)
         if error is not None:
@@ -154,6 +168,20 @@ class KlaviyoClient:
                 self._limiter.rate_limited(self._account, op, error.retry_after)
             raise error
         return KlaviyoResponse(response.status_code, document, response.headers)
+
+    def _timed(
+        self, op: Operation, url: str, params: dict[str, str] | None, data: bytes | None
+    ) -> requests.Response:
+        if self._observer is None:
+            return self._send(op, url, params, data)
+        started = time.perf_counter()
+        status = 0
+        try:
+            response = self._send(op, url, params, data)
+            status = response.status_code
+            return response
+        finally:
+            self._observer.observe(self._account, op.name, status, time.perf_counter() - started)
 
     def _send(
         self, op: Operation, url: str, params: dict[str, str] | None, data: bytes | None

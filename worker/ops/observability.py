@@ -20,6 +20,7 @@ import sentry_sdk
 from celery import signals
 from sentry_sdk.integrations.celery import CeleryIntegration
 
+from core.metrics import stamp_publish_time
 from core.redact import redact
 from core.settings import Settings, load_settings
 
@@ -149,6 +150,7 @@ def connect_signals() -> None:
         (signals.worker_process_init, _on_process_start),
         (signals.beat_init, _on_process_start),
         (signals.before_task_publish, _mask_published),
+        (signals.before_task_publish, stamp_publish_time),  # the queue-age metric reads it
     ]
     for signal, handler in handlers:
         signal.connect(handler, weak=False)
