@@ -19,13 +19,14 @@ from pathlib import Path
 import redis
 
 from console.cli import UserError
+from console.progress import watch
 from core import names
 from core.jobs import ExportJob
 from core.runs import RunStore
 from core.settings import Settings, load_settings
 from producers.backfill.files import FileSource, SourceError
 from producers.backfill.producer import Producer, Source
-from producers.backfill.progress import Progress, from_hash, summary, watch
+from producers.backfill.progress import Progress, from_hash, summary
 from producers.backfill.scan import ScanSource
 from producers.backfill.snapshot import SnapshotError, parse_as_of
 from worker import runtime
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{job.id}: backfill {store.run_id} dispatched {producer.cursor.profiles:,} profiles "
           f"in {producer.cursor.chunk:,} chunks")
     if args.wait:
-        final = watch(lambda: read(store), sys.stdout, tty=sys.stdout.isatty())
+        final = watch(lambda: read(store), sys.stdout)
         print(summary(final))
     return 0
 
