@@ -29,6 +29,7 @@ import redis
 
 from core.keys import JobKeys, jobs_index_key
 from core.redact import redact
+from worker.ops.observability import alert_job_state
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,10 @@ HELD = (Status.PAUSED, Status.STOPPED)  # only an operator's command leaves thes
 
 # KEYS[1] state hash | ARGV[1] 1: an operator's change (always applies), then field, value...
 _SET = """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if ARGV[1] ~= '1' and (cur == 'paused' or cur == 'stopped') then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'status') or ''
+if ARGV[1] ~= '1' and (cur == 'paused' or cur == 'stopped') then return {0, cur} end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1
+return {1, cur}
 """
 
 
@@ -107,9 +108,11 @@ class JobStateStore:
         args: list[str] = ["1" if operator else "0"]
         for name, value in fields.items():
             args += [name, value]
-        changed = bool(self.redis.register_script(_SET)(keys=[self.keys.state], args=args))
+        changed, before = self.redis.register_script(_SET)(keys=[self.keys.state], args=args)
         self.redis.sadd(jobs_index_key(self.keys.prefix), self.keys.job_id)
-        return changed
+        if changed and _s(before) != status.value:
+            alert_job_state(self.keys.job_id, status.value, fields["reason"], _s(before))
+        return bool(changed)
 
     def ready(self, list_id: str, reason: str = "") -> None:
         self._set(Status.READY, reason, list_id)
@@ -141,12 +144,12 @@ class JobStateStore:
                                                   "opt_in_note": note})
 
     def failed(self, reason: str) -> None:
-        if self._set(Status.FAILED, reason):
-            log.error("job %s failed: %s", self.keys.job_id, redact(reason))  # reaches Sentry
+        if self._set(Status.FAILED, reason):  # Sentry hears of it once, as a job-state alert
+            log.warning("job %s failed: %s", self.keys.job_id, redact(reason))
 
     def auth_failed(self, reason: str) -> None:
         if self._set(Status.AUTH_FAILED, reason):
-            log.error("job %s stopped calling Klaviyo: %s", self.keys.job_id, redact(reason))
+            log.warning("job %s stopped calling Klaviyo: %s", self.keys.job_id, redact(reason))
 
 
 def _s(value: bytes | str) -> str:
