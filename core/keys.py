@@ -114,9 +114,14 @@ class JobKeys:
         return self.base + USER + email
 
     @property
-    def user_pattern(self) -> str:
-        """SCAN pattern of every user's desired-state hash (``user_pattern[:-1]`` + email)."""
+    def users_pattern(self) -> str:
+        """SCAN pattern of every user's desired-state hash (the audit reads them all)."""
         return self.base + USER + "*"
+
+    @property
+    def audit(self) -> str:
+        """String: JSON summary of the last audit of the job's list (``status``, ``health``)."""
+        return f"{self.base}:audit"
 
     @property
     def every_key_pattern(self) -> str:

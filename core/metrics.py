@@ -168,6 +168,11 @@ class RedisCollector(Collector):
         }
         status = GaugeMetricFamily(f"{NS}_job_status", "1 for the job's current status",
                                    labels=[*job, "status"])
+        audit = GaugeMetricFamily(f"{NS}_job_audit_drift",
+                                  "People the last read-back audit found out of place, by kind "
+                                  "(missing, extra, actionable)", labels=[*job, "kind"])
+        audited = GaugeMetricFamily(f"{NS}_job_audit_timestamp_seconds",
+                                    "When the last audit ran (epoch seconds)", labels=job)
         for job_id in self.jobs():
             keys = JobKeys(self.prefix, job_id)
             pipe = self.redis.pipeline(transaction=False)
@@ -179,7 +184,9 @@ class RedisCollector(Collector):
             pipe.zcard(keys.drift)
             pipe.hlen(keys.removal_waits)
             pipe.hget(keys.state, "status")
-            counters, pending, inflight, first, letters, drift, waiting, state = pipe.execute()
+            pipe.get(keys.audit)
+            (counters, pending, inflight, first, letters, drift, waiting, state,
+             last_audit) = pipe.execute()
             for raw_name, raw_value in counters.items():
                 name, value = _text(raw_name), _number(raw_value)
                 if value is None:
@@ -201,11 +208,14 @@ class RedisCollector(Collector):
                                 ("waiting", waiting)):
                 gauges[name].add_metric([job_id], float(value))
             status.add_metric([job_id, _text(state) or "new"], 1)
+            _audit(job_id, last_audit, audit, audited)
         yield from fam.values()
         yield generic
         yield failed
         yield from gauges.values()
         yield status
+        yield audit
+        yield audited
 
     # --- per account and operation -----------------------------------------------------------
     def _pairs(self) -> list[tuple[str, str]]:
@@ -285,6 +295,24 @@ class RedisCollector(Collector):
         yield depth
         yield age
         yield beat
+
+
+def _audit(job_id: str, raw: bytes | str | None, drift: GaugeMetricFamily,
+           at: GaugeMetricFamily) -> None:
+    """The last audit's summary (``JobKeys.audit``, written by the audit), when there is one."""
+    if not raw:
+        return
+    try:
+        summary = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(summary, dict):
+        return
+    for kind in ("missing", "extra", "actionable"):
+        if isinstance(summary.get(kind), int | float):
+            drift.add_metric([job_id, kind], float(summary[kind]))
+    if isinstance(summary.get("at"), int | float):
+        at.add_metric([job_id], float(summary["at"]))
 
 
 def registry_for(collector: RedisCollector) -> CollectorRegistry:

@@ -174,6 +174,20 @@ class TestFromRedis:
         assert 11 <= value(found, "klaviyo_export_queue_oldest_message_age_seconds",
                            queue="realtime") < 60
 
+    def test_the_last_audits_drift_is_served_when_there_is_one(self, redis_url: str) -> None:
+        client = redis.Redis.from_url(redis_url)
+        prefix = f"m{time.time_ns()}"
+        client.set(f"{prefix}:job:vip:audit", json.dumps(
+            {"missing": 3, "extra": 2, "actionable": 4, "at": 1_764_000_000.5}))
+        collector = RedisCollector(client, prefix, lambda: ["vip", "new"])
+        found = samples(generate_latest(registry_for(collector)).decode())
+        for kind, count in (("missing", 3), ("extra", 2), ("actionable", 4)):
+            assert value(found, "klaviyo_export_job_audit_drift", job="vip", kind=kind) == count
+        at = value(found, "klaviyo_export_job_audit_timestamp_seconds", job="vip")
+        assert at == 1_764_000_000.5
+        assert not any(dict(k[1]).get("job") == "new" for k in found
+                       if k[0].startswith("klaviyo_export_job_audit"))
+
     def test_latency_buckets_from_two_recorders_add_up(self, redis_url: str) -> None:
         """Two processes' recorders (two clients) count into one histogram."""
         prefix = f"m{time.time_ns()}"

@@ -128,11 +128,11 @@ def drop_audiences(client: redis.Redis, keys: JobKeys, removed: tuple[str, ...],
         return 0
     now = int(time.time() * 1000) if now_ms is None else now_ms
     script = client.register_script(_DROP)
-    prefix = keys.user_pattern[:-1]
+    prefix = keys.users_pattern[:-1]
     pended = 0
     try:
         batch: list[str] = []
-        for key in client.scan_iter(match=keys.user_pattern, count=SCAN_COUNT):
+        for key in client.scan_iter(match=keys.users_pattern, count=SCAN_COUNT):
             batch.append(key.decode() if isinstance(key, bytes) else str(key))
             if len(batch) >= SCAN_COUNT:
                 pended += _drop(script, keys, now, removed, prefix, batch=batch)
