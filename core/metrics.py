@@ -53,6 +53,7 @@ WINDOWS = (("burst", "b", 1), ("steady", "s", 60), ("daily", "d", 86_400))
 PUBLISHED_AT = "published_at"
 KNOWN_PREFIXES = {"omitted:": "omitted", "dropped:": "dropped", "clamped:": "clamped",
                   "drift:": "drift"}
+AWAITING = "awaiting_confirmation"  # the counters field of people awaiting confirmation
 TOTALS = {"added": "added", "removed": "removed", "dead_lettered": "dead_lettered"}
 
 
@@ -149,6 +150,9 @@ class RedisCollector(Collector):
                                     labels=[*job, "field"])
         failed = GaugeMetricFamily(f"{NS}_job_failed_people",
                                    "People currently given up on (dead-lettered)", labels=job)
+        awaiting = GaugeMetricFamily(f"{NS}_job_awaiting_confirmation",
+                                     "People subscribed to a double opt-in list who have not "
+                                     "confirmed yet", labels=job)
         gauges = {
             "pending": GaugeMetricFamily(f"{NS}_job_pending_users",
                                          "Users whose desired state is not yet applied",
@@ -196,6 +200,8 @@ class RedisCollector(Collector):
                     fam[TOTALS[name]].add_metric([job_id], value)
                 elif name == "failed":
                     failed.add_metric([job_id], value)
+                elif name == AWAITING:
+                    awaiting.add_metric([job_id], value)
                 for prefix, family in KNOWN_PREFIXES.items():
                     if name.startswith(prefix):
                         fam[family].add_metric([job_id, name.removeprefix(prefix)], value)
@@ -212,6 +218,7 @@ class RedisCollector(Collector):
         yield from fam.values()
         yield generic
         yield failed
+        yield awaiting
         yield from gauges.values()
         yield status
         yield audit

@@ -174,13 +174,20 @@ class TestFromRedis:
         assert 11 <= value(found, "klaviyo_export_queue_oldest_message_age_seconds",
                            queue="realtime") < 60
 
-    def test_the_last_audits_drift_is_served_when_there_is_one(self, redis_url: str) -> None:
+    def test_awaiting_confirmation_and_the_last_audits_drift_are_served(self, redis_url: str) -> None:
         client = redis.Redis.from_url(redis_url)
         prefix = f"m{time.time_ns()}"
+        client.hset(f"{prefix}:job:vip:counters", mapping={"awaiting_confirmation": 7,
+                                                             "last_error": "x"})
         client.set(f"{prefix}:job:vip:audit", json.dumps(
             {"missing": 3, "extra": 2, "actionable": 4, "at": 1_764_000_000.5}))
         collector = RedisCollector(client, prefix, lambda: ["vip", "new"])
         found = samples(generate_latest(registry_for(collector)).decode())
+        assert value(found, "klaviyo_export_job_awaiting_confirmation", job="vip") == 7
+        assert value(found, "klaviyo_export_job_counter", job="vip",
+                     field="awaiting_confirmation") == 7
+        assert ("klaviyo_export_job_counter", (("field", "last_error"), ("job", "vip"))) \
+            not in found
         for kind, count in (("missing", 3), ("extra", 2), ("actionable", 4)):
             assert value(found, "klaviyo_export_job_audit_drift", job="vip", kind=kind) == count
         at = value(found, "klaviyo_export_job_audit_timestamp_seconds", job="vip")
