@@ -174,7 +174,7 @@ class TestFromRedis:
         assert 11 <= value(found, "klaviyo_export_queue_oldest_message_age_seconds",
                            queue="realtime") < 60
 
-    def test_awaiting_confirmation_and_the_last_audits_drift_are_served(self, redis_url: str) -> None:
+    def test_awaiting_confirmation_and_the_last_audit_are_served(self, redis_url: str) -> None:
         client = redis.Redis.from_url(redis_url)
         prefix = f"m{time.time_ns()}"
         client.hset(f"{prefix}:job:vip:counters", mapping={"awaiting_confirmation": 7,
