@@ -22,7 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
+from core.dispatch import send_events
+from core.events import Action, AudienceEvent
 from core.metrics import BUCKETS, CallRecorder, RedisCollector, registry_for
+from core.settings import Settings
 from producers.webhook import create_app
 from tests.conftest import wait_until
 from tests.harness import ROOT, Stack
@@ -173,6 +176,26 @@ class TestFromRedis:
         assert value(found, "klaviyo_export_queue_depth", queue="realtime") == 2
         assert 11 <= value(found, "klaviyo_export_queue_oldest_message_age_seconds",
                            queue="realtime") < 60
+
+    def test_a_published_task_carries_its_publish_time(self, redis_url: str) -> None:
+        """Every message our Celery app publishes is stamped, so the queue age is real."""
+        prefix = f"m{time.time_ns()}"
+        settings = Settings(redis_url=redis_url, key_prefix=prefix)  # type: ignore[arg-type]
+        app = create_celery_app(settings)
+        try:
+            send_events(app, "vip", [AudienceEvent(audience="a", action=Action.ENTER,
+                                                   ts_ns=time.time_ns(),
+                                                   profile={"email": "a@example.com"})])
+        finally:
+            app.close()
+        client = redis.Redis.from_url(redis_url)
+        found = samples(generate_latest(registry_for(
+            RedisCollector(client, prefix, lambda: []))).decode())
+        assert value(found, "klaviyo_export_queue_depth", queue="realtime") == 1
+        raw = client.lindex(f"{prefix}:celery:realtime", -1)
+        assert raw is not None and json.loads(raw)["headers"]["published_at"] <= time.time()
+        assert 0 <= value(found, "klaviyo_export_queue_oldest_message_age_seconds",
+                          queue="realtime") < 30
 
     def test_awaiting_confirmation_and_the_last_audit_are_served(self, redis_url: str) -> None:
         client = redis.Redis.from_url(redis_url)
