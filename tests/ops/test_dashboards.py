@@ -125,7 +125,8 @@ def test_the_rules_are_a_valid_rule_file_with_healths_thresholds() -> None:
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_promtool_accepts_the_rules() -> None:
-    proc = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True,
-                          text=True, check=False, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_promtool_accepts_the_rules_and_the_example_configuration() -> None:
+    for check in (["rules", str(RULES)], ["config", str(RULES.with_name("prometheus.yml"))]):
+        proc = subprocess.run(["promtool", "check", *check], capture_output=True, text=True,
+                              check=False, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
