@@ -120,8 +120,9 @@ class RedisCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = time.time()
         yield from self._jobs(now)
-        yield from self._calls()
-        yield from self._limiter()
+        pairs = self._pairs()
+        yield from self._calls(pairs)
+        yield from self._limiter(pairs)
         yield from self._queues(now)
 
     # --- per job ---------------------------------------------------------------------------
@@ -177,9 +178,10 @@ class RedisCollector(Collector):
                                   "(missing, extra, actionable)", labels=[*job, "kind"])
         audited = GaugeMetricFamily(f"{NS}_job_audit_timestamp_seconds",
                                     "When the last audit ran (epoch seconds)", labels=job)
-        for job_id in self.jobs():
+        ids = list(self.jobs())
+        pipe = self.redis.pipeline(transaction=False)  # one round trip for every job
+        for job_id in ids:
             keys = JobKeys(self.prefix, job_id)
-            pipe = self.redis.pipeline(transaction=False)
             pipe.hgetall(keys.counters)
             pipe.zcard(keys.pending)
             pipe.zcard(keys.inflight)
@@ -189,8 +191,10 @@ class RedisCollector(Collector):
             pipe.hlen(keys.removal_waits)
             pipe.hget(keys.state, "status")
             pipe.get(keys.audit)
+        answers = pipe.execute()
+        for n, job_id in enumerate(ids):
             (counters, pending, inflight, first, letters, drift, waiting, state,
-             last_audit) = pipe.execute()
+             last_audit) = answers[9 * n: 9 * (n + 1)]
             for raw_name, raw_value in counters.items():
                 name, value = _text(raw_name), _number(raw_value)
                 if value is None:
@@ -230,7 +234,7 @@ class RedisCollector(Collector):
         pairs = [tuple(_text(m).split("|", 1)) for m in raw]
         return sorted((p[0], p[1]) for p in pairs if len(p) == 2)
 
-    def _calls(self) -> Iterator[Metric]:
+    def _calls(self, pairs: list[tuple[str, str]]) -> Iterator[Metric]:
         labels = ["account", "operation"]
         calls = CounterMetricFamily(f"{NS}_klaviyo_calls", "Klaviyo requests by answer status "
                                     "(0: no answer)", labels=[*labels, "status"])
@@ -238,9 +242,11 @@ class RedisCollector(Collector):
                                       "Klaviyo answers 429", labels=labels)
         latency = HistogramMetricFamily(f"{NS}_klaviyo_latency_seconds",
                                         "Klaviyo request latency", labels=labels)
-        for account, op in self._pairs():
-            stats = {_text(k): _text(v) for k, v in
-                     self.redis.hgetall(call_stats_key(self.prefix, account, op)).items()}
+        pipe = self.redis.pipeline(transaction=False)
+        for account, op in pairs:
+            pipe.hgetall(call_stats_key(self.prefix, account, op))
+        for (account, op), raw in zip(pairs, pipe.execute(), strict=True):
+            stats = {_text(k): _text(v) for k, v in raw.items()}
             for name, value in stats.items():
                 if name.startswith("status:"):
                     calls.add_metric([account, op, name.removeprefix("status:")], float(value))
@@ -254,31 +260,36 @@ class RedisCollector(Collector):
         yield limited
         yield latency
 
-    def _limiter(self) -> Iterator[Metric]:
+    def _limiter(self, pairs: list[tuple[str, str]]) -> Iterator[Metric]:
         used = GaugeMetricFamily(f"{NS}_limiter_utilisation",
                                  "Share of Klaviyo's limit used in the current window",
                                  labels=["account", "operation", "window"])
         cooldown = GaugeMetricFamily(f"{NS}_limiter_cooldown_seconds",
                                      "Shared pause after a 429, seconds left",
                                      labels=["account", "operation"])
-        seconds, micros = self.redis.time()
+        known = [(a, op) for a, op in pairs if op in BY_NAME]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        for account, op_name in known:
+            for _window, suffix, _length in WINDOWS:
+                pipe.hmget(rate_limit_key(self.prefix, account, op_name, suffix), ["w", "n"])
+            pipe.pttl(rate_limit_key(self.prefix, account, op_name, "cd"))
+        answers = pipe.execute()
+        seconds, micros = answers[0]
         now_us = int(seconds) * 1_000_000 + int(micros)
-        for account, op_name in self._pairs():
-            op = BY_NAME.get(op_name)
-            if op is None:
-                continue
+        step = len(WINDOWS) + 1
+        for i, (account, op_name) in enumerate(known):
+            op = BY_NAME[op_name]
             limits = {"burst": op.burst, "steady": op.steady, "daily": op.daily}
-            for window, suffix, length in WINDOWS:
+            mine = answers[1 + i * step: 1 + (i + 1) * step]
+            for (window, _suffix, length), (w, n) in zip(WINDOWS, mine, strict=False):
                 limit = limits[window]
                 if not limit:
                     continue
-                w, n = self.redis.hmget(rate_limit_key(self.prefix, account, op_name, suffix),
-                                        ["w", "n"])
                 index = math.floor(now_us / (length * 1_000_000 / self.speed))
                 current = int(_text(n) or 0) if w is not None and int(_text(w)) == index else 0
                 used.add_metric([account, op_name, window], current / limit)
-            pttl = int(self.redis.pttl(rate_limit_key(self.prefix, account, op_name, "cd")))
-            cooldown.add_metric([account, op_name], max(pttl, 0) / 1000)
+            cooldown.add_metric([account, op_name], max(int(mine[-1]), 0) / 1000)
         yield used
         yield cooldown
 
@@ -290,13 +301,23 @@ class RedisCollector(Collector):
         beat = GaugeMetricFamily(f"{NS}_heartbeat_age_seconds",
                                  "Seconds since a worker consuming the queue ran a heartbeat",
                                  labels=["queue"])
+        pipe = self.redis.pipeline(transaction=False)
         for queue in names.QUEUES:
-            keys = broker_queue_keys(self.prefix, queue)
-            depth.add_metric([queue], float(sum(int(self.redis.llen(k)) for k in keys)))
-            oldest = [_published(self.redis.lindex(k, -1)) for k in keys]
-            stamps = [t for t in oldest if t is not None]
+            for key in broker_queue_keys(self.prefix, queue):
+                pipe.llen(key)
+                pipe.lindex(key, -1)
+            pipe.get(heartbeat_key(self.prefix, queue))
+        answers = iter(pipe.execute())
+        for queue in names.QUEUES:
+            waiting, stamps = 0, []
+            for _key in broker_queue_keys(self.prefix, queue):
+                waiting += int(next(answers))
+                stamp = _published(next(answers))
+                if stamp is not None:
+                    stamps.append(stamp)
+            depth.add_metric([queue], float(waiting))
             age.add_metric([queue], max(0.0, now - min(stamps)) if stamps else 0.0)
-            last = self.redis.get(heartbeat_key(self.prefix, queue))
+            last = next(answers)
             if last is not None:
                 beat.add_metric([queue], max(0.0, now - float(_text(last))))
         yield depth
