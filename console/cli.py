@@ -16,7 +16,7 @@ from core.settings import ConfigurationError, load_settings
 from worker.ops import observability
 
 COMMANDS = ("jobs", "start", "status", "audit", "explain", "brake", "enqueue", "dlq",
-            "health", "webhook", "sandbox")
+            "health", "webhook", "sandbox", "lifecycle", "metrics", "runs")
 
 
 class UserError(Exception):

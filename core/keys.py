@@ -187,6 +187,21 @@ class JobKeys:
         the member), what the brake measures."""
         return f"{self.base}:removals-window"
 
+    @property
+    def every_key_pattern(self) -> str:
+        """SCAN pattern of every key of the job (``stop`` forgets them, ``state`` kept)."""
+        return self.base + ":*"
+
+    @property
+    def audiences_lock(self) -> str:
+        """Held while a removed audience's members are taken out of the desired state."""
+        return f"{self.base}:audiences-lock"
+
+    @property
+    def runs(self) -> str:
+        """List of the job's finished runs (backfills, audits), JSON, newest first, capped."""
+        return f"{self.base}:runs"
+
     def fields(self, email: str) -> str:
         return self.base + FIELDS + email
 
@@ -343,3 +358,17 @@ def rate_limit_fence_key(prefix: str) -> str:
 def rate_limit_epoch_key(prefix: str) -> str:
     """The ``run_id`` of the Redis master the limiter's windows were counted on."""
     return f"{prefix}:rl:epoch"
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def call_stats_key(prefix: str, account: str, operation: str) -> str:
+    """Hash of one (account, operation)'s Klaviyo calls: ``calls``, ``status:<code>``,
+    ``le:<bucket>`` (latency, not cumulative), ``sum`` (seconds): ``core.metrics`` reads it."""
+    return f"{prefix}:metrics:calls:{account}:{operation}"
+
+
+def call_stats_index_key(prefix: str) -> str:
+    """Set of ``account|operation`` pairs that have a ``call_stats_key``."""
+    return f"{prefix}:metrics:calls"

@@ -11,6 +11,11 @@ The run hash's fields: ``status`` (``running``, ``finished``), ``source``, ``sta
 ``segments``, ``dispatched``, ``profiles_dispatched``, ``dispatch_done`` (the producer's);
 ``profiles``, ``exported``, ``failed``, ``omitted:<reason>``, ``done``, ``segments_done``,
 ``dead_lettered``, ``last_error`` (the workers').
+
+A finished run leaves a summary in the job's run history (``{prefix}:job:{job}:runs``, newest
+first, at most ``MAX_HISTORY``): :func:`record_run` writes one (a backfill's when it finishes;
+any other kind of run, such as an audit, may add its own with a ``kind``), :func:`history`
+reads them, for ``klaviyo-export runs``.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import orjson
 import redis
 
 from core.chunks import Chunk, chunk_from_json, chunk_json
-from core.keys import RunKeys, counters_key, current_run_key
+from core.keys import JobKeys, RunKeys, counters_key, current_run_key
 
 CHUNK_TTL = 7 * 86400
 RUN_TTL = 30 * 86400
+MAX_HISTORY = 100  # runs kept per job
 
 # done set, run hash, results hash, job counters | n, result json, run deltas..., '|', job deltas...
 _COMMIT = """
@@ -114,9 +120,47 @@ class RunStore:
         pipe.execute()
         if _text(self.redis.get(current)) == self.run_id:
             self.redis.delete(current)
+        record_run(self.redis, self.prefix, self.job_id, summary(self.run_id, self.progress()))
 
     def progress(self) -> dict[str, str]:
         return {_text(k): _text(v) for k, v in self.redis.hgetall(self.key).items()}
+
+
+def summary(run_id: str, raw: dict[str, str]) -> dict[str, Any]:
+    """A backfill run's hash as a history entry: times, counts, omitted by reason, throughput."""
+    def num(name: str) -> int:
+        return int(raw.get(name) or 0)
+
+    started, finished = float(raw.get("started_at") or 0), float(raw.get("finished_at") or 0)
+    seconds = max(finished - started, 0.0) if started and finished else None
+    profiles = num("profiles")
+    return {
+        "kind": "backfill", "run": run_id, "source": raw.get("source", ""),
+        "status": raw.get("status", "unknown"),
+        "started_at": started or None, "finished_at": finished or None, "seconds": seconds,
+        "profiles": profiles, "exported": num("exported"), "failed": num("failed"),
+        "omitted": {k.removeprefix("omitted:"): int(v) for k, v in sorted(raw.items())
+                    if k.startswith("omitted:") and int(v)},
+        "dead_lettered": num("dead_lettered"),
+        "per_second": round(profiles / seconds, 1) if seconds else None,
+        "last_error": raw.get("last_error") or None,
+    }
+
+
+def record_run(client: redis.Redis, prefix: str, job_id: str, entry: dict[str, Any]) -> None:
+    """Add a finished run (``kind``: ``backfill``, ``audit``...) to the job's bounded history."""
+    key = JobKeys(prefix, job_id).runs
+    pipe = client.pipeline()
+    pipe.lpush(key, orjson.dumps(entry, option=orjson.OPT_SORT_KEYS))
+    pipe.ltrim(key, 0, MAX_HISTORY - 1)
+    pipe.execute()
+
+
+def history(client: redis.Redis, prefix: str, job_id: str, limit: int = MAX_HISTORY
+            ) -> list[dict[str, Any]]:
+    """The job's finished runs, newest first."""
+    raw = client.lrange(JobKeys(prefix, job_id).runs, 0, max(limit, 1) - 1)
+    return [dict(orjson.loads(item)) for item in raw]
 
 
 def _text(value: bytes | str | None) -> str:

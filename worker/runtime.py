@@ -15,6 +15,7 @@ from core import redisconn
 from core.jobs import ExportJob, JobsFile, JobsFileError, UnknownJobError
 from core.jobswatch import JobsWatcher
 from core.keys import JobKeys
+from core.metrics import CallRecorder
 from core.settings import load_settings
 from worker.klaviyo.client import KlaviyoClient, client_for
 from worker.limits.failover import Fence
@@ -99,8 +100,9 @@ def fence() -> Fence | None:
 
 def klaviyo(export_job: ExportJob, *, background: bool = False) -> KlaviyoClient:
     """The process's one Klaviyo client for this job's key, every request charged to the
-    shared limiter as it is sent; a ``background`` one (a backfill, an attribute drain)
-    leaves live flushes their reserve of every window."""
+    shared limiter as it is sent and counted for the metrics (``core.metrics``); a
+    ``background`` one (a backfill, an attribute drain) leaves live flushes their reserve of
+    every window."""
     s = load_settings()
     return client_for(
         export_job.api_key(),
@@ -108,4 +110,5 @@ def klaviyo(export_job: ExportJob, *, background: bool = False) -> KlaviyoClient
         revision=s.klaviyo_revision,
         connect_timeout=s.http_connect_timeout,
         read_timeout=s.http_read_timeout,
-    ).limited(Gate(limiter(), fence(), reserve=LIVE_RESERVE if background else 0.0))
+    ).limited(Gate(limiter(), fence(), reserve=LIVE_RESERVE if background else 0.0)).observed(
+        CallRecorder(redis_client(), s.key_prefix))

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 from celery import Celery
 from pydantic import ValidationError
 
 from console.cli import UserError
+from console.progress import Reporter
 from core import names, redisconn
 from core.dispatch import send_events
 from core.events import AudienceEvent
@@ -40,7 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def replay(client: redis.Redis, store: DeadLetterStore, keys: JobKeys) -> int:
+Progressed = Callable[[int, int], None]  # (letters replayed so far, letters to replay)
+
+
+def replay(client: redis.Redis, store: DeadLetterStore, keys: JobKeys,
+           progressed: Progressed | None = None) -> int:
     """Re-record stored events, re-pend the other users; return how many letters were replayed.
 
     Letters whose stored event is not a valid event are put back (and not counted): a replay
@@ -54,12 +60,16 @@ def replay(client: redis.Redis, store: DeadLetterStore, keys: JobKeys) -> int:
     if not (events or emails):
         return 0
     app = create_app(load_settings())
+    total = len(events) + len(emails)
+    tell = progressed or (lambda _done, _total: None)
     try:
         for start in range(0, len(events), EVENTS_PER_MESSAGE):
             send_events(app, keys.job_id, events[start:start + EVENTS_PER_MESSAGE])
+            tell(min(start + EVENTS_PER_MESSAGE, len(events)), total)
         if emails:
             client.zadd(keys.pending, dict.fromkeys(emails, int(time.time() * 1000)), nx=True)
             _send_flush(app, keys.job_id)
+        tell(total, total)
     except BaseException:
         # keep every letter rather than guess which were sent: recording twice is harmless
         store.put_back([d for d in letters if d not in unreadable])
@@ -104,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
                 )
             print(f"{store.size()} dead letter(s) for {args.job}")
         elif args.action == "replay":
-            replayed = replay(client, store, JobKeys(settings.key_prefix, args.job))
+            with Reporter(f"dlq replay {args.job}", store.size(), sys.stdout,
+                          unit="letters") as bar:
+                replayed = replay(client, store, JobKeys(settings.key_prefix, args.job),
+                                  bar.update)
             print(f"replayed {replayed} dead letter(s); {store.size()} left")
         else:
             print(f"purged {store.purge()} dead letter(s)")

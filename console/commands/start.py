@@ -20,22 +20,25 @@ from pathlib import Path
 import redis
 
 from console.cli import UserError
+from console.progress import watch
+from core import names
 from core.jobs import ExportJob
 from core.redisconn import NotReplicated, Replicated
 from core.runs import RunStore
 from core.settings import Settings, load_settings
 from producers.backfill.files import FileSource, SourceError
 from producers.backfill.producer import Producer, Source
-from producers.backfill.progress import Progress, from_hash, summary, watch
+from producers.backfill.progress import Progress, from_hash, summary
 from producers.backfill.scan import ScanSource
 from producers.backfill.snapshot import SnapshotError, parse_as_of
 from worker import runtime
 from worker.celery_app import create_app
 from worker.engine import export as engine
+from worker.engine import lifecycle
 from worker.engine.bootstrap import BootstrapBusy
 from worker.klaviyo.errors import KlaviyoError, KlaviyoRetriableError, RateLimited
 from worker.limits.gate import Throttled
-from worker.state.jobstate import JobStateStore, opt_in_words
+from worker.state.jobstate import JobStateStore, Status, opt_in_words
 
 BOOTSTRAP_ATTEMPTS = 20
 
@@ -76,12 +79,15 @@ def run(args: argparse.Namespace) -> int:
     source = _source(args, job, settings) if job.backfill or args.from_file else None
     if args.dry_run:
         return _dry_run(job, source, settings, as_json=args.json)
+    jobstate = JobStateStore(runtime.redis_client(), runtime.job_keys(job.id))
+    _lifecycle(job, jobstate, backfills=source is not None)
     list_id = bootstrap(job)
-    state = JobStateStore(runtime.redis_client(), runtime.job_keys(job.id)).get()
+    state = jobstate.get()
     print(f"{job.id}: list {list_id} ready ({opt_in_words(state.opt_in_process)})")
     if state.opt_in_note:
         print(f"{job.id}: WARNING: {state.opt_in_note}")
     if source is None:
+        jobstate.set_audiences(job.audiences)
         print(f"{job.id}: backfill = false; exporting in real time only")
         return 0
     try:
@@ -101,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
     except NotReplicated as exc:
         raise UserError(f"backfill not confirmed on a Redis replica ({exc}); "
                         "rerun to resume") from None
+    jobstate.set_audiences(job.audiences)  # every audience is now backfilled
     print(f"{job.id}: backfill {store.run_id} dispatched {producer.cursor.profiles:,} profiles "
           f"in {producer.cursor.chunk:,} chunks")
     if args.wait:
-        final = watch(lambda: read(store), sys.stdout, tty=sys.stdout.isatty())
+        final = watch(lambda: read(store), sys.stdout)
         print(summary(final))
     return 0
 
@@ -121,6 +128,35 @@ def _dry_run(job: ExportJob, source: Source | None, settings: Settings, *,
         raise UserError(str(exc)) from None
     print(json.dumps(found, indent=2) if as_json else dryrun.describe(found))
     return 0
+
+
+def _lifecycle(job: ExportJob, store: JobStateStore, *, backfills: bool) -> None:
+    """A stopped job begins again; a paused one is refused; audience changes are said."""
+    status = store.status()
+    if status is Status.PAUSED:
+        raise UserError(f"job {job.id!r} is paused: `klaviyo-export resume {job.id}` first")
+    if status is Status.STOPPED:
+        lifecycle.restart(store, job)
+        print(f"{job.id}: was stopped; starting again from nothing (the list is checked again)")
+        return
+    changes = lifecycle.follow_audiences(job, store, engine_schedule_flush)
+    for audience in changes.removed:
+        print(f"{job.id}: audience {audience} was removed from the job: its members leave the "
+              "list unless they are in another of its audiences")
+    for audience in changes.added:
+        how = ("this backfill exports its current members" if backfills else
+               "not backfilled (backfill = false; give --from-file to backfill it)")
+        print(f"{job.id}: audience {audience} was added to the job: {how}")
+
+
+def engine_schedule_flush(job_id: str, countdown: float) -> None:
+    """Queue a flush of ``job_id`` (by task name, as producers do)."""
+    app = create_app(load_settings())
+    try:
+        app.send_task(names.FLUSH, args=(job_id,), queue=names.REALTIME, ignore_result=True,
+                      countdown=countdown or None)
+    finally:
+        app.close()
 
 
 def read(store: RunStore) -> Progress:

@@ -20,7 +20,7 @@ from worker.state.audits import AuditStore
 from worker.state.brake import RemovalBrake, policy_of
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
-from worker.state.jobstate import JobStateStore, opt_in_words
+from worker.state.jobstate import HELD, JobStateStore, opt_in_words
 
 DOUBLE = "double_opt_in"
 
@@ -35,11 +35,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def job_status(
     client: redis.Redis, prefix: str, job_id: str, on_exit: str = "remove",
     *, force_add: bool = False, job: ExportJob | None = None,
+    audiences: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Everything ``status`` shows for one job, as plain data (``on_exit`` and ``force_add``
-    from the jobs file; ``job`` for its brake)."""
+    """Everything ``status`` shows for one job, as plain data (``on_exit``, ``force_add`` and
+    ``audiences`` from the jobs file, audiences not yet backfilled named; ``job`` for its
+    brake)."""
     keys = JobKeys(prefix, job_id)
     state = JobStateStore(client, keys).get()
+    known = state.audiences
+    added = [a for a in audiences or () if known is not None and a not in known]
     counters = JobCounters(client, prefix, job_id).snapshot()
     desired = DesiredState(client, keys)
     return {
@@ -51,6 +55,7 @@ def job_status(
         "on_exit": on_exit,
         "force_add": force_add,
         "reason": state.reason,
+        "audiences_not_backfilled": added,
         "pending": desired.pending_count(),
         "inflight": desired.inflight_count(),
         "awaiting_profile": desired.waiting_count(),
@@ -81,7 +86,7 @@ def _backfill(client: redis.Redis, prefix: str, job_id: str) -> dict[str, Any] |
 def _line(row: dict[str, Any]) -> str:
     omitted = row.get("omitted") or {}
     parts = [
-        f"{row['job']}: {row['status']}",
+        f"{row['job']}: {row['status'].upper() if row['status'] in HELD else row['status']}",
         f"list {row['list_id'] or '-'}"
         + (f" ({opt_in_words(row['opt_in_process'])})" if row["list_id"] else ""),
         *(["exits kept on the list (on_exit = keep)"] if row.get("on_exit") == "keep" else []),
@@ -93,6 +98,9 @@ def _line(row: dict[str, Any]) -> str:
         f"dead-lettered {row['dead_lettered']}",
         f"pending {row['pending']}",
     ]
+    if row.get("audiences_not_backfilled"):
+        parts.append("audiences added since the last start (`start` backfills them): "
+                     + ", ".join(row["audiences_not_backfilled"]))
     if row.get("awaiting_profile"):
         parts.append(f"removals awaiting a profile {row['awaiting_profile']}")
     for name in ("drift", "clamped"):
@@ -137,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rows = [
             job_status(client, settings.key_prefix, j.id, j.on_exit,
-                       force_add=j.force_add, job=j)
+                       force_add=j.force_add, job=j, audiences=j.audiences)
             for j in jobs.jobs
             if not args.job or j.id == args.job
         ]

@@ -1,15 +1,11 @@
-"""A backfill run's progress as plain text: a bar-less line with rate and ETA, then a summary.
-
-On a terminal the line is redrawn in place with ``\\r``; otherwise one line is printed every
-``interval`` seconds, so logs stay readable.
-"""
+"""A backfill run's progress read from its hash, and told in words: one line with rate and
+ETA (``status``), and the summary of a finished run. ``console/progress.py`` draws it live
+(``start --wait``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
 
 import redis
 
@@ -76,26 +72,6 @@ def summary(p: Progress) -> str:
     return (f"backfill {p.run_id} {p.status}: exported {p.exported:,}, "
             f"omitted {omitted:,}" + (f" ({reasons})" if reasons else "")
             + f", failed {p.failed:,}, dead-lettered {p.dead_lettered:,}")
-
-
-def watch(read: Callable[[], Progress], out: TextIO, *, tty: bool, interval: float = 0.5,
-          log_every: float = 5.0, timeout: float | None = None) -> Progress:
-    """Show progress until the run finishes (or ``timeout``); return the last reading."""
-    started, shown = time.monotonic(), 0.0
-    while True:
-        p = read()
-        now = time.monotonic()
-        if tty:
-            out.write("\r" + line(p, time.time()).ljust(78))
-        elif p.finished or now - shown >= log_every:
-            out.write(line(p, time.time()) + "\n")
-            shown = now
-        out.flush()
-        if p.finished or (timeout is not None and now - started > timeout):
-            if tty:
-                out.write("\n")
-            return p
-        time.sleep(interval)
 
 
 def _duration(seconds: float) -> str:

@@ -31,6 +31,8 @@ import orjson
 import redis
 from celery import Celery
 from kombu.exceptions import KombuError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -40,6 +42,7 @@ from starlette.routing import Route
 from core.dispatch import send_events
 from core.jobs import ExportJob, JobsFile
 from core.jobswatch import JobsWatcher
+from core.metrics import RedisCollector, registry_for
 from core.redact import redact, show
 from core.redisconn import NotReplicated, confirm_replicated, master_generation
 from core.settings import Settings
@@ -113,6 +116,7 @@ class Receiver:
     celery_app: Celery
     redis_client: redis.Redis
     gauge: QueueGauge
+    metrics_registry: CollectorRegistry
 
     async def receive(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -172,6 +176,14 @@ class Receiver:
                                  RETRY_AFTER_DOWN)
         return json_response({"status": "ready", "jobs": len(self.routing().jobs)}, 200)
 
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text, read from Redis now (``core.metrics``; docs/metrics.md)."""
+        try:
+            body = await run_in_threadpool(generate_latest, self.metrics_registry)
+        except BROKER_ERRORS:
+            return json_response({"error": "Redis is unreachable"}, 503, RETRY_AFTER_DOWN)
+        return Response(body, 200, media_type=CONTENT_TYPE_LATEST)
+
     async def openapi(self, request: Request) -> Response:
         return json_response(OPENAPI, 200)
 
@@ -216,11 +228,15 @@ def create_app(settings: Settings, jobs: JobsFile | Path, celery_app: Celery,
     routing = routing_source(settings, jobs, insecure_no_auth=insecure_no_auth)
     limit = settings.webhook_max_queue_depth
     gauge = QueueGauge(redis_client, queue_key(settings.key_prefix), limit)
-    receiver = Receiver(settings, routing, celery_app, redis_client, gauge)
+    collector = RedisCollector(redis_client, settings.key_prefix, lambda: routing().jobs,
+                               speed=settings.rate_limit_speed)
+    receiver = Receiver(settings, routing, celery_app, redis_client, gauge,
+                        registry_for(collector))
     routes = [
         Route("/webhooks/lytics/{job_id}", receiver.receive, methods=["POST", "PUT", "PATCH"]),
         Route("/healthz", receiver.healthz, methods=["GET"]),
         Route("/readyz", receiver.readyz, methods=["GET"]),
+        Route("/metrics", receiver.metrics, methods=["GET"]),
         Route("/openapi.json", receiver.openapi, methods=["GET"]),
         Route("/docs", receiver.docs, methods=["GET"]),
     ]

@@ -11,12 +11,13 @@ import pytest
 import redis
 
 from console.cli import main
-from core.keys import heartbeat_key
+from core.keys import JobKeys, heartbeat_key
 from sandbox.server import SandboxServer
 from tests.conftest import RedisServer
 from tests.harness import Stack
 from tests.ops.conftest import JOB
 from worker.state.deadletter import DeadLetter, DeadLetterStore
+from worker.state.jobstate import JobStateStore
 
 Configure = Callable[[Stack], None]
 
@@ -98,3 +99,18 @@ def test_stale_heartbeat_full_queue_and_dead_letters_are_each_named(
     assert names == ["dead-letters[vip]", "heartbeat[maintenance]", "heartbeat[realtime]",
                      "queue[backfill]"], out
     assert "ann@example.com" not in out
+
+
+def test_a_paused_job_is_shown_and_its_key_not_used(
+        stack: Stack, configure: Configure, capsys: pytest.CaptureFixture[str]) -> None:
+    """health calls Klaviyo for no paused job (nothing is sent for it), and says it is paused."""
+    stack.write_jobs(JOB)
+    configure(stack)
+    JobStateStore(redis.Redis.from_url(stack.redis_url), JobKeys(stack.prefix, "vip")).pause()
+    stack.admin("DELETE", "stats")
+    code, out = health(capsys, "--json")
+    parts = json.loads(out)["components"]
+    assert parts["job[vip]"] == {**parts["job[vip]"], "ok": None,
+                                 "detail": "paused: Klaviyo not called"}
+    assert "klaviyo[vip]" not in parts and code == 0
+    assert stack.admin("GET", "stats")["total"]["calls"] == 0

@@ -27,7 +27,7 @@ from worker.engine.record import count_marked
 from worker.limits import retry
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
-from worker.state.jobstate import JobStateStore
+from worker.state.jobstate import JobStateStore, Status
 
 
 def run_store(job_id: str, run_id: str) -> RunStore:
@@ -84,6 +84,9 @@ def run_chunk(job_id: str, run_id: str, n: int, schedule_flush: engine.Scheduler
     marks = made.marks
     now = int(time.time() * 1000)
     job_state = JobStateStore(state.redis, state.keys).get()
+    if job_state.status is Status.STOPPED:  # forgotten: the chunk is counted, nothing recorded
+        return ChunkOutcome(store.commit(n, {"n": n, "profiles": chunk.people,
+                                              "omitted": {"job_stopped": chunk.people}}, {}))
     if job_state.can_call and job_state.list_id:
         lease_ms = int(load_settings().lease_seconds * 1000)
         _changed, claimed = state.record_and_claim(marks, now, lease_ms)

@@ -34,7 +34,10 @@ class BootstrapBusy(Exception):
 
 
 def bootstrap(job: ExportJob, store: JobStateStore, client: KlaviyoClient) -> str | None:
-    """Make sure the job has a list; return its id, or None when the job failed."""
+    """Make sure the job has a list; return its id, or None when the job failed (or is
+    paused or stopped: then nothing is sent)."""
+    if store.get().held:
+        return None
     try:
         return _resolve(job, store, client)
     except AuthError as exc:

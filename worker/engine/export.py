@@ -19,7 +19,7 @@ from core.jobs import ExportJob
 from core.keys import JobKeys, current_run_key
 from core.settings import load_settings
 from worker import runtime
-from worker.engine import attributes, confirm, imports
+from worker.engine import attributes, confirm, imports, lifecycle
 from worker.engine.bootstrap import bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
@@ -65,6 +65,8 @@ def klaviyo(job: ExportJob, *, background: bool = False) -> KlaviyoClient:
 def record(job_id: str, events: Sequence[AudienceEvent], schedule: Scheduler) -> Recorded:
     """Record events, then make sure a flush follows: now when a batch is full, else soon."""
     job, keys, state = _parts(job_id)
+    if JobStateStore(state.redis, keys).status() is Status.STOPPED:
+        return Recorded(0, 0, {})  # a stopped job records nothing: its state was forgotten
     counters = JobCounters(runtime.redis_client(), keys.prefix, job_id)
     result = record_events(job, state, counters, events)
     if result.changed:
@@ -253,7 +255,16 @@ def poll_imports(job_id: str, schedule: PollScheduler, attempt: int = 0) -> Next
     job, keys, state = _parts(job_id)
     letters = DeadLetterStore(state.redis, keys.prefix, job_id)
     s = load_settings()
+    status = JobStateStore(state.redis, keys).status()
+    if status is Status.STOPPED:
+        return None  # its state was forgotten: nothing left to follow
     nxt: NextPoll | None
+    if status is Status.PAUSED:  # nothing goes to Klaviyo, not even a poll: look again later
+        nxt = NextPoll(retry.jittered(max(s.poll_interval_seconds, 1.0)), attempt)
+        imports.hold(state, None, nxt.countdown + s.lease_seconds)  # keep their users held
+        state.redis.delete(keys.poll_timer)
+        request_polls(job_id, state, schedule, nxt.countdown, nxt.attempt)
+        return nxt
     try:
         result = imports.poll_all(state, klaviyo(job), letters, s.lease_seconds)
         nxt = NextPoll(s.poll_interval_seconds) if result.running else None
@@ -313,8 +324,13 @@ def sweep(
 ) -> int:
     """The safety net: flush users nobody is flushing, drain fields nobody is draining, and
     poll imports nobody is polling. While a backfill runs, its leftovers are flushed in the
-    background (``schedule_background``), leaving live flushes their reserve."""
-    _job, keys, state = _parts(job_id)
+    background (``schedule_background``), leaving live flushes their reserve; and the jobs
+    file's audiences followed (a removed audience's members re-checked)."""
+    job, keys, state = _parts(job_id)
+    store = JobStateStore(state.redis, keys)
+    if store.status() is Status.STOPPED:
+        return 0
+    lifecycle.follow_audiences(job, store, schedule)
     now = int(time.time() * 1000)
     stale = state.redis.zcount(keys.inflight, "-inf", now)
     if state.due_count(now) or stale:

@@ -20,6 +20,7 @@ import copy
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -85,6 +86,12 @@ class RequestLimiter(Protocol):
         """Klaviyo answered 429 to ``op``: pause it for every worker."""
 
 
+class CallObserver(Protocol):
+    """Told of every request's outcome (``core.metrics.CallRecorder``)."""
+
+    def observe(self, account: str, operation: str, status: int, seconds: float) -> None: ...
+
+
 class ClientOptions(TypedDict, total=False):
     """A client's keyword options: ``base_url`` and ``revision`` are required."""
 
@@ -117,6 +124,7 @@ class KlaviyoClient:
         self._account = fingerprint(api_key)
         self._session = _session(api_key, settings.revision, settings.pool_size)
         self._limiter: RequestLimiter | None = None
+        self._observer: CallObserver | None = None
 
     @property
     def account(self) -> str:
@@ -133,6 +141,12 @@ class KlaviyoClient:
         """This client (same key, session and pool) with every request charged to ``limiter``."""
         clone = copy.copy(self)
         clone._limiter = limiter
+        return clone
+
+    def observed(self, observer: CallObserver) -> KlaviyoClient:
+        """This client with every answer (status, seconds) told to ``observer`` (metrics)."""
+        clone = copy.copy(self)
+        clone._observer = observer
         return clone
 
     def close(self) -> None:
@@ -153,7 +167,7 @@ class KlaviyoClient:
         url = _url(self.base_url, op, path)
         limiter = self._limiter
         ticket = limiter.charge(self._account, op) if limiter is not None else None
-        response = self._send(op, url, params, data)
+        response = self._timed(op, url, params, data)
         if limiter is not None and response.status_code != 429:
             limiter.observe(self._account, op, ticket, response.headers)
         document = _document(op, response)
@@ -163,6 +177,20 @@ class KlaviyoClient:
                 self._limiter.rate_limited(self._account, op, error.retry_after)
             raise error
         return KlaviyoResponse(response.status_code, document, response.headers)
+
+    def _timed(
+        self, op: Operation, url: str, params: dict[str, str] | None, data: bytes | None
+    ) -> requests.Response:
+        if self._observer is None:
+            return self._send(op, url, params, data)
+        started = time.perf_counter()
+        status = 0
+        try:
+            response = self._send(op, url, params, data)
+            status = response.status_code
+            return response
+        finally:
+            self._observer.observe(self._account, op.name, status, time.perf_counter() - started)
 
     def _send(
         self, op: Operation, url: str, params: dict[str, str] | None, data: bytes | None

@@ -30,6 +30,7 @@ from worker.limits.ratelimit import RateLimiter
 from worker.ops.schedule import QUEUES, OpsSettings
 from worker.state.audits import AuditStore
 from worker.state.brake import RemovalBrake, policy_of
+from worker.state.jobstate import HELD, JobStateStore
 
 ClientFor = Callable[[str], KlaviyoClient]  # api key → client
 
@@ -150,6 +151,16 @@ def check_heartbeats(
     return found
 
 
+def held_jobs(client: redis.Redis, prefix: str, jobs: Iterable[ExportJob]) -> dict[str, str]:
+    """Job id → ``paused`` or ``stopped``, for the jobs an operator holds."""
+    found = {}
+    for job in jobs:
+        status = JobStateStore(client, JobKeys(prefix, job.id)).status()
+        if status in HELD:
+            found[job.id] = status.value
+    return found
+
+
 def run_checks(
     client: redis.Redis,
     prefix: str,
@@ -164,7 +175,11 @@ def run_checks(
     """Every check; Redis-backed ones are skipped (not failed twice) when Redis is down."""
     redis_state = check_redis(client)
     found = [redis_state] if jobs_file is None else [jobs_file, redis_state]
-    found += check_klaviyo(jobs, limiter if redis_state.ok else None, client_for)
+    held = held_jobs(client, prefix, jobs) if redis_state.ok else {}
+    found += [Component(f"job[{job_id}]", None, f"{status}: Klaviyo not called")
+              for job_id, status in held.items()]
+    active = [j for j in jobs if j.id not in held]  # a paused job's key is not used either
+    found += check_klaviyo(active, limiter if redis_state.ok else None, client_for)
     if not redis_state.ok:
         return found
     found += check_heartbeats(client, prefix, settings.heartbeat_interval_seconds, require_workers)

@@ -20,6 +20,7 @@ import sentry_sdk
 from celery import signals
 from sentry_sdk.integrations.celery import CeleryIntegration
 
+from core.metrics import stamp_publish_time
 from core.redact import redact
 from core.settings import Settings, load_settings
 
@@ -87,6 +88,32 @@ def init_sentry(settings: Settings, *, transport: Any = None,
     return True
 
 
+# a job entering one of these states is a Sentry event at this level; ``ready`` only when it
+# comes back from one of them
+ALERT_LEVELS = {"failed": "error", "auth_failed": "error", "paused": "warning",
+                "stopped": "warning", "ready": "info"}
+
+
+def alert_job_state(job_id: str, status: str, reason: str, before: str) -> bool:
+    """One Sentry event for a job's state change (auth failed, list deleted, paused, stopped,
+    back to ready), grouped per job and state, scrubbed like every event; False when Sentry is
+    off or the change is not one to alert on."""
+    level = ALERT_LEVELS.get(status)
+    if level is None or (status == "ready" and before not in ALERT_LEVELS):
+        return False
+    if not sentry_sdk.get_client().is_active():
+        return False
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("job", job_id)
+        scope.set_tag("job_status", status)
+        scope.set_tag("job_status_before", before or "new")
+        scope.fingerprint = ["klaviyo-export-job-state", job_id, status]
+        sentry_sdk.capture_message(
+            scrub(f"job {job_id} is {status} (was {before or 'new'}): {reason}"),
+            level=cast(Any, level))
+    return True
+
+
 class StructuredFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and exception), all scrubbed."""
 
@@ -149,9 +176,11 @@ def connect_signals() -> None:
         (signals.worker_process_init, _on_process_start),
         (signals.beat_init, _on_process_start),
         (signals.before_task_publish, _mask_published),
+        (signals.before_task_publish, stamp_publish_time),  # the queue-age metric reads it
     ]
     for signal, handler in handlers:
         signal.connect(handler, weak=False)
 
 
-__all__ = ["connect_signals", "init_sentry", "scrub", "scrub_event", "structure"]
+__all__ = ["alert_job_state", "connect_signals", "init_sentry", "scrub", "scrub_event",
+           "structure"]

@@ -1,0 +1,70 @@
+"""Job state changes reach Sentry once each, scrubbed (issue #18): auth failed, list deleted,
+paused, stopped, and back to ready."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+import sentry_sdk
+from sentry_sdk.envelope import Envelope
+
+from core.keys import JobKeys
+from core.settings import Settings
+from tests.ops.test_sentry import EMAIL, KEY, Captured
+from worker.ops import observability
+from worker.state.jobstate import JobStateStore
+
+
+@pytest.fixture
+def sentry() -> Iterator[Captured]:
+    """Sentry started as the worker starts it, its envelopes kept in memory."""
+    transport = Captured()
+    assert observability.init_sentry(Settings(), transport=transport)
+    yield transport
+    sentry_sdk.get_client().close()
+    sentry_sdk.init()
+
+
+def events(transport: Captured) -> list[dict[str, object]]:
+    out = []
+    for envelope in transport.envelopes:
+        assert isinstance(envelope, Envelope)
+        for item in envelope.items:
+            if item.type == "event" and item.payload.json is not None:
+                out.append(item.payload.json)
+    return out
+
+
+def test_each_state_change_is_one_scrubbed_alert(sentry: Captured, redis_url: str) -> None:
+    store = JobStateStore(redis.Redis.from_url(redis_url), JobKeys(f"s{time.time_ns()}", "vip"))
+    # given a ready job (new → ready alerts nobody)
+    store.ready("L1")
+    assert events(sentry) == []
+    # when Klaviyo refuses the key, twice (a retry finds the same)
+    store.auth_failed(f"Klaviyo refused the key {KEY} (401) while adding {EMAIL}")
+    store.auth_failed(f"Klaviyo refused the key {KEY} (401) while adding {EMAIL}")
+    # and the key works again, then the job is paused, a bootstrap tries to make it ready,
+    # and it is stopped, and its list is found deleted after a restart
+    store.ready("L1")
+    store.pause()
+    store.ready("L1")  # refused while paused: no change, no alert
+    store.stop()
+    store.restart()
+    store.failed("list L1 was deleted in Klaviyo; fix the job (nothing was created)")
+    # then one event per change, at its level, grouped per job and state
+    found = [(e["level"], e["tags"]["job_status"], e["fingerprint"]) for e in events(sentry)]
+    assert found == [
+        ("error", "auth_failed", ["klaviyo-export-job-state", "vip", "auth_failed"]),
+        ("info", "ready", ["klaviyo-export-job-state", "vip", "ready"]),
+        ("warning", "paused", ["klaviyo-export-job-state", "vip", "paused"]),
+        ("warning", "stopped", ["klaviyo-export-job-state", "vip", "stopped"]),
+        ("error", "failed", ["klaviyo-export-job-state", "vip", "failed"]),
+    ]
+    first = events(sentry)[0]
+    assert first["tags"]["job"] == "vip" and first["tags"]["job_status_before"] == "ready"
+    raw = json.dumps(events(sentry))
+    assert KEY not in raw and EMAIL not in raw and "refused the key" in raw
