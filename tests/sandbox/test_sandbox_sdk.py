@@ -131,6 +131,14 @@ def test_every_operation_through_the_sdk(sdk: KlaviyoAPI) -> None:
     assert [p.attributes.email for p in written.data.data] == ["imp@example.com"]
     call("get_profile_ids_for_bulk_import_profiles_job",
          profiles.get_profile_ids_for_bulk_import_profiles_job_with_http_info, job_id)
+    done = call("get_bulk_import_profiles_jobs",
+                profiles.get_bulk_import_profiles_jobs_with_http_info,
+                filter="equals(status,'complete')")
+    assert [j.id for j in done.data.data] == [job_id]
+    running = call("get_bulk_import_profiles_jobs",
+                   profiles.get_bulk_import_profiles_jobs_with_http_info,
+                   filter='any(status,["queued","processing"])')
+    assert running.data.data == []
 
     assert call.seen == {op.name for op in ALL}
 
