@@ -20,7 +20,7 @@ import redis
 from tqdm import tqdm
 
 from console.cli import UserError
-from console.commands.start import _job
+from console.commands.start import known_job
 from core import names
 from core.settings import load_settings
 from worker import runtime
@@ -88,7 +88,7 @@ def describe(summary: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    job = _job(args.job, settings)
+    job = known_job(args.job, settings)
     client_redis = runtime.redis_client()
     keys = runtime.job_keys(job.id)
     try:

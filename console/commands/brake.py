@@ -16,7 +16,7 @@ import json
 import redis
 
 from console.cli import UserError
-from console.commands.start import _job
+from console.commands.start import known_job
 from core import names
 from core.settings import load_settings
 from worker import runtime
@@ -43,7 +43,7 @@ def brake_words(state: dict[str, object]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    job = _job(args.job, settings)
+    job = known_job(args.job, settings)
     brake = RemovalBrake(runtime.redis_client(), runtime.job_keys(job.id), policy_of(job))
     try:
         if args.action == "release":

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from console.cli import UserError
-from console.commands.start import _job
+from console.commands.start import known_job
 from core.settings import load_settings
 from worker import runtime
 from worker.engine.explain import explain
@@ -67,7 +67,7 @@ def describe(story: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    job = _job(args.job, settings)
+    job = known_job(args.job, settings)
     store = runtime.redis_client()
     keys = runtime.job_keys(job.id)
     try:

@@ -14,8 +14,8 @@ import argparse
 import redis
 
 from console.cli import UserError
-from console.commands.start import engine_schedule_flush
-from core.jobs import load_jobs
+from console.commands.start import engine_schedule_flush, known_job
+from core import redisconn
 from core.keys import JobKeys
 from core.settings import load_settings
 from worker.engine import lifecycle
@@ -37,11 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    ids = [j.id for j in load_jobs(settings.export_jobs_file).jobs]
-    if args.job not in ids:
-        raise UserError(f"no job {args.job!r} in {settings.export_jobs_file} "
-                        f"(jobs: {', '.join(ids)})")
-    client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
+    known_job(args.job, settings)
+    client = redisconn.client(settings, socket_connect_timeout=3)
     store = JobStateStore(client, JobKeys(settings.key_prefix, args.job))
     try:
         return _apply(args.verb, store)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import threading
 
-import redis
 from prometheus_client import start_http_server
 
 from console.commands.webhook import port
+from core import redisconn
 from core.jobs import JobsFile
 from core.jobswatch import JobsWatcher
 from core.metrics import RedisCollector, registry_for
@@ -32,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     watcher: JobsWatcher[JobsFile] = JobsWatcher(settings.export_jobs_file, lambda jobs: jobs)
     watcher.current()  # a bad file at start: one line, exit 2 (ConfigurationError)
-    client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=2,
-                                  socket_timeout=5)
+    client = redisconn.client(settings, socket_connect_timeout=2, socket_timeout=5)
     collector = RedisCollector(client, settings.key_prefix,
                                lambda: [j.id for j in watcher.current().jobs],
                                speed=settings.rate_limit_speed)

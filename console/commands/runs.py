@@ -16,7 +16,8 @@ from typing import Any
 import redis
 
 from console.cli import UserError
-from core.jobs import load_jobs
+from console.commands.start import known_job
+from core import redisconn
 from core.keys import RunKeys, current_run_key
 from core.runs import MAX_HISTORY, history, summary
 from core.settings import load_settings
@@ -62,11 +63,8 @@ def line(entry: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    ids = [j.id for j in load_jobs(settings.export_jobs_file).jobs]
-    if args.job not in ids:
-        raise UserError(f"no job {args.job!r} in {settings.export_jobs_file} "
-                        f"(jobs: {', '.join(ids)})")
-    client = redis.Redis.from_url(str(settings.redis_url), socket_connect_timeout=3)
+    known_job(args.job, settings)
+    client = redisconn.client(settings, socket_connect_timeout=3)
     try:
         found = runs(client, settings.key_prefix, args.job, args.limit)
     except redis.RedisError as exc:

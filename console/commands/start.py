@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    job = _job(args.job, settings)
+    job = known_job(args.job, settings)
     if (args.as_of is not None or args.timestamp_field) and not args.from_file:
         raise UserError("--as-of and --timestamp-field apply to --from-file; a Lytics scan "
                         "is as of the moment it starts")
@@ -186,7 +186,7 @@ def _rfc3339(ts_ns: int) -> str:
     return f"{stamp}.{ts_ns % 1_000_000_000 // 1_000_000:03d}Z"
 
 
-def _job(job_id: str, settings: Settings) -> ExportJob:
+def known_job(job_id: str, settings: Settings) -> ExportJob:
     jobs = runtime.jobs()
     try:
         return jobs.get(job_id)

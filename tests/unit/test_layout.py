@@ -86,6 +86,17 @@ def test_redis_keys_are_built_in_core_keys_only(package: str) -> None:
     assert found == []
 
 
+@pytest.mark.parametrize("package", ("core", "worker", "producers", "console"))
+def test_every_redis_client_is_built_by_core_redisconn(package: str) -> None:
+    """One owner builds Redis clients (``core.redisconn``), so each follows a Sentinel master
+    and carries the configured credentials; a client built from the URL by hand would not."""
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}"
+             for path in _modules(package) if path != ROOT / "core" / "redisconn.py"
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Attribute) and node.attr == "from_url"]
+    assert found == []
+
+
 def test_the_module_map_in_architecture_md_names_every_module() -> None:
     """docs/architecture.md's module map names every module, so it matches the tree."""
     doc = (ROOT / "docs" / "architecture.md").read_text()
