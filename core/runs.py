@@ -147,6 +147,31 @@ def summary(run_id: str, raw: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def audit_entry(found: dict[str, Any]) -> dict[str, Any]:
+    """A finished audit's summary (``worker.engine.audit.Audit.summary``) as a history entry:
+    when the read began and the audit ended, members read, missing and extra by kind, and
+    members read per second."""
+    def by_kind(side: str) -> dict[str, int]:
+        kinds = found.get("breakdown", {}).get(side, {})
+        return {k: int(v["count"]) for k, v in sorted(kinds.items()) if v["count"]}
+
+    started = float(found.get("read_started_at") or 0) or None
+    finished = float(found.get("at") or 0) or None
+    read_seconds = float(found.get("seconds") or 0)
+    members = int(found.get("list_members") or 0)
+    return {
+        "kind": "audit", "run": f"a{int((finished or time.time()) * 1000)}",
+        "source": f"list {found.get('list_id', '')}", "status": "finished",
+        "started_at": started, "finished_at": finished,
+        "seconds": round(finished - started, 3) if started and finished else None,
+        "members": members, "desired_members": int(found.get("desired_members") or 0),
+        "in_transit": int(found.get("in_transit") or 0),
+        "missing": int(found.get("missing") or 0), "extra": int(found.get("extra") or 0),
+        "missing_by_kind": by_kind("missing"), "extra_by_kind": by_kind("extra"),
+        "per_second": round(members / read_seconds, 1) if read_seconds else None,
+    }
+
+
 def record_run(client: redis.Redis, prefix: str, job_id: str, entry: dict[str, Any]) -> None:
     """Add a finished run (``kind``: ``backfill``, ``audit``...) to the job's bounded history."""
     key = JobKeys(prefix, job_id).runs

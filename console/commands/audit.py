@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
 import redis
-from tqdm import tqdm
 
 from console.cli import UserError
 from console.commands.start import known_job
+from console.progress import Reporter
 from core import names
 from core.settings import load_settings
 from worker import runtime
@@ -45,24 +44,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def progress(total: int | None, out: TextIO) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """A page callback and a close: a tqdm bar on a terminal, plain lines elsewhere."""
-    if out.isatty():
-        bar = tqdm(total=total, unit=" members", file=out, dynamic_ncols=True)
-        return bar.update, bar.close
-    seen = [0, time.monotonic()]
+def progress(total: int | None, out: TextIO, *, what: str = "audit", tty: bool | None = None,
+             every: float = PLAIN_EVERY_SECONDS
+             ) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """A page callback and a close over the one progress owner (:mod:`console.progress`): a
+    bar with rate and ETA on a terminal, a plain line every ``every`` seconds elsewhere."""
+    bar = Reporter(what, total, out, tty=tty, every=every, unit="members")
+    read = [0]
 
-    def plain(n: int) -> None:
-        seen[0] += n
-        if time.monotonic() - seen[1] >= PLAIN_EVERY_SECONDS:
-            seen[1] = time.monotonic()
-            of = f" of {total:,}" if total is not None else ""
-            print(f"audit: {int(seen[0]):,}{of} members read", file=out, flush=True)
+    def on_page(n: int) -> None:
+        read[0] += n
+        bar.update(read[0])
 
-    def close() -> None:
-        print(f"audit: {int(seen[0]):,} members read", file=out, flush=True)
-
-    return plain, close
+    return on_page, bar.close
 
 
 def describe(summary: dict[str, Any]) -> str:
@@ -100,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     klaviyo = runtime.klaviyo(job)
     try:
         total = engine.patiently(lambda: list_profile_count(klaviyo, str(state.list_id)))
-        on_page, close = progress(total, sys.stderr)
+        on_page, close = progress(total, sys.stderr, what=f"audit {job.id}")
         try:
             found = engine.run_audit(job, list_id=state.list_id,
                                      opt_in_process=state.opt_in_process, client=klaviyo,

@@ -46,6 +46,8 @@ def runs(client: redis.Redis, prefix: str, job_id: str, limit: int) -> list[dict
 
 def line(entry: dict[str, Any]) -> str:
     """One run, as an operator reads it."""
+    if entry.get("kind") == "audit":
+        return _audit_line(entry)
     omitted = entry.get("omitted") or {}
     reasons = ", ".join(f"{k} {v:,}" for k, v in omitted.items())
     counts = [f"profiles {entry.get('profiles', 0):,}", f"exported {entry.get('exported', 0):,}",
@@ -59,6 +61,21 @@ def line(entry: dict[str, Any]) -> str:
     extra = f", last error: {entry['last_error']}" if entry.get("last_error") else ""
     return (f"{entry.get('kind', 'run')} {entry.get('run', '?')} {entry.get('status', '')}"
             f" [{entry.get('source', '')}]: {when}; " + ", ".join(counts) + extra)
+
+
+def _audit_line(entry: dict[str, Any]) -> str:
+    counts = [f"members {entry.get('members', 0):,}"]
+    for side in ("missing", "extra"):
+        kinds = entry.get(f"{side}_by_kind") or {}
+        parts = ", ".join(f"{k} {v:,}" for k, v in kinds.items())
+        counts.append(f"{side} {entry.get(side, 0):,}" + (f" ({parts})" if parts else ""))
+    if entry.get("per_second") is not None:
+        counts.append(f"{entry['per_second']:,.1f}/s")
+    when = f"started {_at(entry.get('started_at'))}"
+    if entry.get("finished_at"):
+        when += f", finished {_at(entry['finished_at'])} ({entry.get('seconds') or 0:.1f} s)"
+    return (f"audit {entry.get('run', '?')} {entry.get('status', '')}"
+            f" [{entry.get('source', '')}]: {when}; " + ", ".join(counts))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -160,3 +160,13 @@ def test_repair_keeps_hand_added_people_and_never_resends_suppressed_or_refused_
     health = json.loads(cli(stack, "health", "--json", ok=1).stdout)["components"]
     assert health["audit[keepers]"]["ok"] is False
     assert "1 out of place" in health["audit[keepers]"]["detail"]
+
+    # and the run history shows the audit beside backfills, with the same counts
+    entry = json.loads(cli(stack, "runs", "keepers", "--json").stdout)[0]
+    assert entry["kind"] == "audit" and entry["status"] == "finished"
+    assert (entry["members"], entry["missing"], entry["extra"]) == (found["list_members"], 3, 2)
+    assert entry["missing_by_kind"] == {"dead_lettered": 1, "suppressed": 1, "unexplained": 1}
+    assert entry["extra_by_kind"] == {"added_by_hand": 2}
+    assert entry["started_at"] <= entry["finished_at"] and entry["per_second"] > 0
+    assert (f"members {found['list_members']}, missing 3 (dead_lettered 1, suppressed 1, "
+            f"unexplained 1), extra 2 (added_by_hand 2)") in cli(stack, "runs", "keepers").stdout

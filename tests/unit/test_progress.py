@@ -25,14 +25,26 @@ SCRIPT = textwrap.dedent("""
             bar.update(done)
             time.sleep(0.05)
 """)
+# the audit's page callback, fed three pages of a 300-member list; its progress goes to stderr
+AUDIT = textwrap.dedent("""
+    import sys, time
+    from console.commands.audit import progress
+    on_page, close = progress(300, sys.stderr, what="audit vip", every=0)
+    for _ in range(3):
+        on_page(100)
+        time.sleep(0.15)
+    close()
+""")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def run_on_pty() -> str:
-    """The script with a pseudo-terminal as its standard output; everything it wrote."""
+def run_on_pty(script: str = SCRIPT, stream: str = "stdout") -> str:
+    """The script with a pseudo-terminal as its ``stream``; everything it wrote there."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=ROOT, stdout=follower,
-                            stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "120"})
+    other = "stderr" if stream == "stdout" else "stdout"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            env={**os.environ, "COLUMNS": "120"},
+                            **{stream: follower, other: subprocess.PIPE})
     os.close(follower)
     out = b""
     deadline = time.monotonic() + 30
@@ -50,7 +62,8 @@ def run_on_pty() -> str:
             break
     proc.wait(timeout=10)
     os.close(leader)
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    left = getattr(proc, other)
+    assert proc.returncode == 0, left.read() if left else ""
     return out.decode(errors="replace")
 
 
@@ -92,3 +105,22 @@ def test_watch_follows_a_run_until_it_finishes() -> None:
     final = watch(lambda: next(readings), out, tty=False, interval=0, every=0)
     assert final.finished
     assert out.getvalue().splitlines()[-1].startswith("backfill r: 10/10 profiles (100%)")
+
+
+def test_audit_progress_is_the_same_bar_on_a_terminal() -> None:
+    plain = ANSI.sub("", run_on_pty(AUDIT, "stderr"))
+    assert "audit vip" in plain and "━" in plain  # rich's bar, not tqdm's
+    assert "300/300" in plain and "100%" in plain
+    assert re.search(r" [12]00/300 ", plain), plain  # redrawn on the way, not only at the end
+    assert re.search(r"\d[\d,]*/s", plain), plain
+
+
+def test_audit_progress_on_a_pipe_is_plain_lines_of_members_read() -> None:
+    proc = subprocess.run([sys.executable, "-c", AUDIT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("audit vip: 100/300 members (33%)"), lines
+    assert re.fullmatch(r"audit vip: 200/300 members \(67%\), [\d,]+/s, ETA \d+m\d\ds",
+                        lines[1]), lines
+    assert lines[-1].startswith("audit vip: 300/300 members (100%)"), lines

@@ -42,6 +42,7 @@ from contract import operations as ops
 from core.jobs import ExportJob
 from core.keys import JobKeys, account_ids_key
 from core.redact import mask_email
+from core.runs import audit_entry, record_run
 from worker.klaviyo import lists
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import RateLimited, TransientError
@@ -329,6 +330,7 @@ def run_audit(
                     dead=dead_letter_emails(store, keys),
                     standing_of=lambda emails: patiently(lambda: standings(client, emails), sleep))
     AuditStore(store, keys).save(audit.summary())
+    record_run(store, keys.prefix, keys.job_id, audit_entry(audit.summary()))  # `runs` shows it
     return audit
 
 

@@ -101,16 +101,30 @@ def alert_job_state(job_id: str, status: str, reason: str, before: str) -> bool:
     level = ALERT_LEVELS.get(status)
     if level is None or (status == "ready" and before not in ALERT_LEVELS):
         return False
+    return _alert(job_id, status, level,
+                  f"job {job_id} is {status} (was {before or 'new'}): {reason}",
+                  {"job_status_before": before or "new"})
+
+
+def alert_brake_engaged(job_id: str, wanted: int, of: int, share: float) -> bool:
+    """One Sentry warning when a job's removal brake engages (``worker/state/brake.py`` calls
+    it once per engagement), grouped per job, scrubbed; False when Sentry is off."""
+    return _alert(job_id, "brake_engaged", "warning",
+                  f"job {job_id}: removal brake engaged: {wanted:,} of {of:,} members would "
+                  f"leave (more than {share:.0%}); removals wait for "
+                  f"`klaviyo-export brake release {job_id}`", {})
+
+
+def _alert(job_id: str, status: str, level: str, message: str, tags: dict[str, str]) -> bool:
     if not sentry_sdk.get_client().is_active():
         return False
     with sentry_sdk.new_scope() as scope:
         scope.set_tag("job", job_id)
         scope.set_tag("job_status", status)
-        scope.set_tag("job_status_before", before or "new")
+        for name, value in tags.items():
+            scope.set_tag(name, value)
         scope.fingerprint = ["klaviyo-export-job-state", job_id, status]
-        sentry_sdk.capture_message(
-            scrub(f"job {job_id} is {status} (was {before or 'new'}): {reason}"),
-            level=cast(Any, level))
+        sentry_sdk.capture_message(scrub(message), level=cast(Any, level))
     return True
 
 
@@ -182,5 +196,5 @@ def connect_signals() -> None:
         signal.connect(handler, weak=False)
 
 
-__all__ = ["alert_job_state", "connect_signals", "init_sentry", "scrub", "scrub_event",
-           "structure"]
+__all__ = ["alert_brake_engaged", "alert_job_state", "connect_signals", "init_sentry", "scrub",
+           "scrub_event", "structure"]

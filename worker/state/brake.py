@@ -8,7 +8,9 @@ removals-window`` and refuses a batch that would bring them past ``share`` of th
 stood (members now, ``added - removed``, plus those removed in the window) and past
 ``minimum`` people. The brake is then *held* (``{p}:job:{job}:brake``: since when, how many
 wanted out, of how many): every removal waits, its users parked in ``{p}:job:{job}:
-brake-held`` with a pending time ahead, looked at again every :data:`RECHECK_SECONDS`.
+brake-held`` with a pending time ahead, looked at again every :data:`RECHECK_SECONDS`. The
+call that engages it sends one scrubbed Sentry warning
+(``worker.ops.observability.alert_brake_engaged``); later refusals while held send none.
 :meth:`RemovalBrake.release` (``klaviyo-export brake release JOB``) lets them go: held users are
 pending again at once, and for one window removals pass without counting against the brake.
 """
@@ -24,6 +26,7 @@ import redis
 
 from core.jobs import ExportJob
 from core.keys import JobKeys
+from worker.ops.observability import alert_brake_engaged
 from worker.state.counters import ADDED, REMOVED
 
 RECHECK_SECONDS = 30.0  # how often held removals come back to find the brake still held
@@ -43,7 +46,7 @@ local members = tonumber(redis.call('HGET', KEYS[3], ARGV[7]) or '0')
 local base = math.max(members, 0) + sent
 if now >= allow and sent + n > tonumber(ARGV[5]) and sent + n > tonumber(ARGV[3]) * base then
   redis.call('HSET', KEYS[1], 'held_since', now, 'wanted', sent + n, 'of', base)
-  return 0
+  return {2, sent + n, base}
 end
 redis.call('ZADD', KEYS[2], now, n .. ':' .. ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
@@ -84,7 +87,8 @@ class RemovalBrake:
         self.policy = policy
 
     def admit(self, n: int, now_ms: int | None = None) -> bool:
-        """May ``n`` removals go now? False holds the brake (or it was held already)."""
+        """May ``n`` removals go now? False holds the brake (or it was held already); the call
+        that engages it sends the one Sentry alert of this engagement."""
         if n <= 0 or self.policy.off:
             return True
         now = int(time.time() * 1000) if now_ms is None else now_ms
@@ -93,7 +97,11 @@ class RemovalBrake:
         args: list[str | int | float] = [now, n, self.policy.share, window_ms, self.policy.minimum,
                                          f"{now}-{time.monotonic_ns()}", ADDED, REMOVED]
         keys = [self.keys.brake, self.keys.removals_window, self.keys.counters]
-        return bool(script(keys=keys, args=args))
+        found = script(keys=keys, args=args)
+        if isinstance(found, list):  # this call engaged the brake: [2, wanted, of]
+            alert_brake_engaged(self.keys.job_id, int(found[1]), int(found[2]), self.policy.share)
+            return False
+        return bool(found)
 
     def hold(self, emails: Sequence[str], now_ms: int | None = None) -> None:
         """Park claimed users whose removal the brake holds: pending again, due later."""
