@@ -194,7 +194,7 @@ def run_checks(
 
 def check_audits(
     client: redis.Redis, prefix: str, job_ids: Iterable[str], threshold: int,
-    now: float | None = None, mirrored: frozenset[str] | set[str] = frozenset(),
+    now: float | None = None, *, mirrored: frozenset[str] | set[str] = frozenset(),
 ) -> list[Component]:
     """Each job's last audit (``klaviyo-export audit``): people out of place, against the
     threshold, with the recent joiners the incremental check found in no audience since (people
