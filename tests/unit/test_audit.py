@@ -11,6 +11,7 @@ from core.jobs import ExportJob
 from core.keys import JobKeys
 from worker.engine.audit import DesiredRead, ListRead, compare, read_desired
 from worker.klaviyo.standing import Standing
+from worker.ops.health import check_audits
 from worker.state.audits import REJOIN, REMOVE, AuditStore
 from worker.state.codes import APPLIED_IN, OUT
 
@@ -131,8 +132,6 @@ def test_recent_joiners_in_no_audience_count_in_health_until_a_full_audit(
         redis_client: redis.Redis) -> None:
     """The incremental check's findings add to the last audit's drift (people added by hand
     only on a mirror job), and a full audit, which read them itself, clears them."""
-    from worker.ops.health import check_audits
-
     keys = JobKeys("t", "vip")
     audits = AuditStore(redis_client, keys)
     audits.save({"at": 100.0, "missing": 0, "extra": 0, "actionable": 0})
