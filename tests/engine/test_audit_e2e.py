@@ -99,9 +99,12 @@ def test_audit_names_each_kind_of_hand_made_drift_and_repair_makes_the_lists_exa
     stack.wait_for_members("single", set(a[:9]))
     # b0..b2 confirmed (added); b3, who left before confirming, was never added, so nobody
     # counts as removed and nobody awaits any more
-    wait_until(lambda: (lambda c: (c.get("added"), c.get("awaiting_confirmation", "0"),
-                                   c.get("removed", "0")))(stack.counters("double"))
-               == ("3", "0", "0"), timeout=30, message="b3's exit before confirming")
+    def settled() -> bool:
+        c = stack.counters("double")
+        return (c.get("added"), c.get("awaiting_confirmation", "0"),
+                c.get("removed", "0")) == ("3", "0", "0")
+
+    wait_until(settled, timeout=30, message="b3's exit before confirming")
 
     hand = Hand(stack)
     hand.remove(list_a, a[:2])
