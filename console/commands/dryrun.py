@@ -51,7 +51,8 @@ def dry_run(job: ExportJob, source: Source | None, settings: Settings) -> dict[s
         "job": job.id, "dry_run": True,
         "list": {"id": target.list_id, "name": target.name, "created": target.created,
                  "opt_in_process": target.opt_in_process or "double_opt_in",
-                 "opt_in_requested": job.opt_in_process},
+                 # what the job asks of a list it creates; an existing list keeps its own
+                 "opt_in_requested": job.opt_in_process if target.created else None},
         "flows": list(target.flows),
         "source": source.describe() if source is not None else None,
     }
