@@ -148,6 +148,8 @@ def test_defaults_in_the_compose_file_are_the_settings_defaults() -> None:
             assert match.group(2) == "redis://redis:6379/0"
         elif isinstance(default, float):
             assert float(match.group(2)) == default, name
+        elif isinstance(default, bool):  # spelt as YAML and the environment spell it
+            assert match.group(2) == str(default).lower(), name
         else:
             assert match.group(2).rstrip("/") == str(default).rstrip("/"), name
 
