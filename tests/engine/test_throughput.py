@@ -7,6 +7,7 @@ Mapped fields cost no subscribe throughput: members' fields go out in bulk impor
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ import redis
 from contract.operations import GET_BULK_IMPORT, GET_BULK_IMPORTS
 from core.events import Action
 from core.keys import JobKeys
+from sandbox.server import SandboxServer
 from tests.backfill.helpers import run_start, write_jsonl
-from tests.conftest import wait_until
+from tests.conftest import RedisServer, wait_until
+from tests.engine.conftest import SUITE_JOB_DELAY
 from tests.harness import Stack, event
 
 E = Action.ENTER
@@ -151,13 +154,29 @@ def _left_in_minute() -> float:
 
 
 class TestLiveFirst:
+    @pytest.fixture
+    def clock_stack(self, redis_server: RedisServer, redis_url: str,
+                    tmp_path: Path) -> Iterator[Stack]:
+        """The realistic sandbox, but its windows on the clock's minute and no other
+        integration: this test measures the reserve against a window edge it can see (the
+        learning of phase and foreign share is tests/engine/test_limiter_realistic.py's)."""
+        server = SandboxServer(speed=1.0, job_delay=SUITE_JOB_DELAY, window_phase="epoch",
+                               foreign_share=0.0).start()
+        s = Stack(redis_url=redis_url, sandbox_url=server.url, workdir=tmp_path)
+        try:
+            yield s
+        finally:
+            s.stop_all()
+            server.stop()
+
     def test_a_live_enter_passes_a_backfill_that_fills_the_window(
-        self, stack: Stack, tmp_path: Path
+        self, clock_stack: Stack, tmp_path: Path
     ) -> None:
         """Two jobs on one account; our share of subscribe is 30 calls a minute and 3 a
         second (headroom 0.04). A 60,000-member backfill of one job takes every call the
         window lets a backfill take; a live enter for the other job still reaches its list
         at once, not at the next minute."""
+        stack = clock_stack
         stack.extra_env["RATE_LIMIT_HEADROOM"] = "0.04"
         stack.write_jobs(
             {"id": "bulk", "audiences": ["bulk"], "new_list_name": "Bulk"},
