@@ -11,6 +11,8 @@ import random
 
 _MAX_DOUBLINGS = 1023  # 2.0**1024 overflows a float; any envelope is capped long before
 
+# our own generator: jitter drawn on any thread never moves the global ``random`` state
+_RNG = random.Random()
 
 def backoff_seconds(
     attempt: int,
@@ -23,7 +25,7 @@ def backoff_seconds(
     """Seconds to wait before retry ``attempt`` (0 for the first retry).
 
     Without jitter this is the envelope itself; with it, a uniform draw below the envelope
-    from ``rng`` (the module's generator when None).
+    from ``rng`` (the module's own generator when None).
     """
     if attempt < 0:
         raise ValueError(f"attempt must be 0 or more, not {attempt}")
@@ -32,4 +34,4 @@ def backoff_seconds(
     envelope = min(cap, base * 2.0 ** min(attempt, _MAX_DOUBLINGS))
     if not jitter:
         return envelope
-    return (rng or random).uniform(0.0, envelope)
+    return (rng or _RNG).uniform(0.0, envelope)

@@ -35,9 +35,11 @@ def after_flush_failures(failures: int) -> float:
                            cap=FLUSH_FAILURE_CAP_SECONDS)
 
 
+_RNG = random.Random()  # our own: jitter never moves the global ``random`` state
+
 def jittered(seconds: float) -> float:
     """``seconds`` plus a little jitter: flushes lined up by many workers do not coincide."""
-    return seconds + random.uniform(0, FOLLOW_UP_JITTER_SECONDS)
+    return seconds + _RNG.uniform(0, FOLLOW_UP_JITTER_SECONDS)
 
 
 def rate_limited(retry_after: float | None) -> float:
