@@ -1,8 +1,9 @@
-"""``klaviyo-export``: the command line. Each command lives in ``producers/commands/<name>.py``.
+"""``klaviyo-export``: the command line. Each command lives in ``console/commands/<name>.py``.
 
 A command module exposes ``register(subparsers)``, which adds its parser and sets
-``func(args) -> int``. A user mistake (``UserError``, ``ConfigurationError``)
-prints one line to stderr and exits 2; nothing prints a traceback or a secret.
+``func(args) -> int``. A user mistake (``UserError``, ``ConfigurationError``) and a Redis
+that does not answer (down, or failing over) print one line to stderr and exit 2; nothing
+prints a traceback or a secret.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+import redis
 
 from core.settings import ConfigurationError, load_settings
 from worker.ops import observability
@@ -46,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (UserError, ConfigurationError) as exc:
         print(f"klaviyo-export: {exc}", file=sys.stderr)
+        return 2
+    except redis.RedisError as exc:  # redis-py's messages name hosts, never passwords
+        print(f"klaviyo-export: cannot reach Redis at REDIS_URL ({type(exc).__name__}: {exc}); "
+              "rerun to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -15,8 +15,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-import redis
-
 from console.cli import UserError
 from console.commands.start import known_job
 from console.progress import Reporter
@@ -85,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
     job = known_job(args.job, settings)
     client_redis = runtime.redis_client()
     keys = runtime.job_keys(job.id)
-    try:
-        state = JobStateStore(client_redis, keys).get()
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+    state = JobStateStore(client_redis, keys).get()
     if not state.list_id:
         raise UserError(f"job {job.id!r} has no list yet: run `klaviyo-export start {job.id}`")
     klaviyo = runtime.klaviyo(job)

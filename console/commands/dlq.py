@@ -103,24 +103,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no job {args.job!r} in {settings.export_jobs_file}")
     client = redisconn.client(settings, socket_connect_timeout=3)
     store = DeadLetterStore(client, settings.key_prefix, args.job)
-    try:
-        if args.action == "list":
-            for letter in store.list(args.limit):
-                shown = letter.masked()
-                print(
-                    json.dumps(shown)
-                    if args.json
-                    else f"{shown['at']} {shown['email']} [{shown['source']}] {shown['reason']}"
-                )
-            print(f"{store.size()} dead letter(s) for {args.job}")
-        elif args.action == "replay":
-            with Reporter(f"dlq replay {args.job}", store.size(), sys.stdout,
-                          unit="letters") as bar:
-                replayed = replay(client, store, JobKeys(settings.key_prefix, args.job),
-                                  bar.update)
-            print(f"replayed {replayed} dead letter(s); {store.size()} left")
-        else:
-            print(f"purged {store.purge()} dead letter(s)")
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+    if args.action == "list":
+        for letter in store.list(args.limit):
+            shown = letter.masked()
+            print(
+                json.dumps(shown)
+                if args.json
+                else f"{shown['at']} {shown['email']} [{shown['source']}] {shown['reason']}"
+            )
+        print(f"{store.size()} dead letter(s) for {args.job}")
+    elif args.action == "replay":
+        with Reporter(f"dlq replay {args.job}", store.size(), sys.stdout,
+                      unit="letters") as bar:
+            replayed = replay(client, store, JobKeys(settings.key_prefix, args.job),
+                              bar.update)
+        print(f"replayed {replayed} dead letter(s); {store.size()} left")
+    else:
+        print(f"purged {store.purge()} dead letter(s)")
     return 0

@@ -12,8 +12,6 @@ import argparse
 import json
 from typing import Any
 
-import redis
-
 from console.cli import UserError
 from console.commands.start import known_job
 from core.settings import load_settings
@@ -79,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
                         store=store, keys=keys)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis at REDIS_URL: {exc}") from None
     except KlaviyoError as exc:
         raise UserError(f"job {job.id!r}: Klaviyo: {exc}") from None
     print(json.dumps(story, indent=2) if args.json else describe(story))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-import redis
-
 from console.cli import UserError
 from console.commands.start import engine_schedule_flush, known_job
 from core import redisconn
@@ -40,10 +38,7 @@ def run(args: argparse.Namespace) -> int:
     known_job(args.job, settings)
     client = redisconn.client(settings, socket_connect_timeout=3)
     store = JobStateStore(client, JobKeys(settings.key_prefix, args.job))
-    try:
-        return _apply(args.verb, store)
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+    return _apply(args.verb, store)
 
 
 def _apply(verb: str, store: JobStateStore) -> int:

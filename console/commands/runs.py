@@ -15,7 +15,6 @@ from typing import Any
 
 import redis
 
-from console.cli import UserError
 from console.commands.start import known_job
 from core import redisconn
 from core.keys import RunKeys, current_run_key
@@ -82,10 +81,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     known_job(args.job, settings)
     client = redisconn.client(settings, socket_connect_timeout=3)
-    try:
-        found = runs(client, settings.key_prefix, args.job, args.limit)
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis at REDIS_URL: {exc}") from None
+    found = runs(client, settings.key_prefix, args.job, args.limit)
     if args.json:
         print(json.dumps(found, indent=2))
     elif not found:

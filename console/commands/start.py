@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import redis
-
 from console.cli import UserError
 from console.progress import watch
 from core import names
@@ -102,8 +100,6 @@ def run(args: argparse.Namespace) -> int:
         store = producer.run()
     except SourceError as exc:
         raise UserError(str(exc)) from None
-    except redis.RedisError as exc:
-        raise UserError(f"cannot reach Redis (REDIS_URL): {exc}; rerun to resume") from None
     except NotReplicated as exc:
         raise UserError(f"backfill not confirmed on a Redis replica ({exc}); "
                         "rerun to resume") from None

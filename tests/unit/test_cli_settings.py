@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 SECRET = "pk_live_supersecret_123456"
 
 
@@ -57,3 +59,24 @@ def test_a_command_error_run_as_a_module_is_one_line(tmp_path: Path) -> None:
     result = run_cli("start", "nojob", EXPORT_JOBS_FILE=str(jobs))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+
+@pytest.mark.parametrize(("command", "redis_url"), [
+    (["start", "vip"], "redis://127.0.0.1:{port}/0"),
+    (["start", "vip"], "sentinel://127.0.0.1:{port}"),  # no master: as during a failover
+    (["status"], "redis://127.0.0.1:{port}/0"),
+    (["pause", "vip"], "redis://127.0.0.1:{port}/0"),
+])
+def test_a_redis_that_does_not_answer_is_one_line_that_asks_for_a_rerun(
+        tmp_path: Path, command: list[str], redis_url: str) -> None:
+    """Redis down, or no master to be found: exit 2, one line, no traceback."""
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[[jobs]]\nid = "vip"\naudiences = ["vip"]\nbackfill = false\n',
+                    encoding="utf-8")
+    result = run_cli(*command, EXPORT_JOBS_FILE=str(jobs),
+                     REDIS_URL=redis_url.format(port=free_port()))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("klaviyo-export: cannot reach Redis"), lines
+    assert lines[0].endswith("rerun to resume")
