@@ -233,11 +233,23 @@ class Stack:
 
     def wait_for_members(self, job_id: str, expected: set[str], timeout: float = 30) -> str:
         list_id = self.wait_for_list(job_id, timeout)
-        wait_until(
-            lambda: self.list_emails(list_id) == expected,
-            timeout=timeout,
-            message=f"list {list_id} to hold exactly {len(expected)} members",
-        )
+        found: set[str] = set()
+
+        def exact() -> bool:
+            found.clear()
+            found.update(self.list_emails(list_id))
+            return found == expected
+
+        try:
+            wait_until(exact, timeout=timeout,
+                       message=f"list {list_id} to hold exactly {len(expected)} members")
+        except AssertionError as exc:  # say how far off, so that a failure in CI can be read
+            missing, extra = sorted(expected - found), sorted(found - expected)
+            raise AssertionError(
+                f"{exc}: {len(missing)} missing (e.g. {missing[:3]}), {len(extra)} extra "
+                f"(e.g. {extra[:3]}); counters {self.counters(job_id)}; log tails:\n"
+                + "\n".join(f"{path.name}: {path.read_text(errors='replace')[-1200:]}"
+                             for path in sorted(self.workdir.glob("*.log")))) from None
         return list_id
 
 
