@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from console.cli import UserError
-from console.commands.start import known_job
+from console.commands.start import job_with_list
 from console.progress import Reporter
 from core import names
 from core.settings import load_settings
@@ -25,7 +25,7 @@ from worker.celery_app import create_app
 from worker.engine import audit as engine
 from worker.klaviyo.errors import KlaviyoError
 from worker.klaviyo.lists import list_profile_count
-from worker.state.jobstate import JobStateStore, opt_in_words
+from worker.state.jobstate import opt_in_words
 
 PLAIN_EVERY_SECONDS = 5.0
 
@@ -79,19 +79,14 @@ def describe(summary: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    job = known_job(args.job, settings)
-    client_redis = runtime.redis_client()
-    keys = runtime.job_keys(job.id)
-    state = JobStateStore(client_redis, keys).get()
-    if not state.list_id:
-        raise UserError(f"job {job.id!r} has no list yet: run `klaviyo-export start {job.id}`")
+    job, state = job_with_list(args.job)
+    client_redis, keys = runtime.redis_client(), runtime.job_keys(job.id)
     klaviyo = runtime.klaviyo(job)
     try:
         total = engine.patiently(lambda: list_profile_count(klaviyo, str(state.list_id)))
         on_page, close = progress(total, sys.stderr, what=f"audit {job.id}")
         try:
-            found = engine.run_audit(job, list_id=state.list_id,
+            found = engine.run_audit(job, list_id=str(state.list_id),
                                      opt_in_process=state.opt_in_process, client=klaviyo,
                                      store=client_redis, keys=keys, on_page=on_page)
         finally:

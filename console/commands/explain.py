@@ -13,12 +13,10 @@ import json
 from typing import Any
 
 from console.cli import UserError
-from console.commands.start import known_job
-from core.settings import load_settings
+from console.commands.start import job_with_list
 from worker import runtime
 from worker.engine.explain import explain
 from worker.klaviyo.errors import KlaviyoError
-from worker.state.jobstate import JobStateStore
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,17 +62,11 @@ def describe(story: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    job = known_job(args.job, settings)
-    store = runtime.redis_client()
-    keys = runtime.job_keys(job.id)
+    job, state = job_with_list(args.job)
     try:
-        state = JobStateStore(store, keys).get()
-        if not state.list_id:
-            raise UserError(f"job {job.id!r} has no list yet: run `klaviyo-export start {job.id}`")
-        story = explain(job, args.email, list_id=state.list_id,
+        story = explain(job, args.email, list_id=str(state.list_id),
                         opt_in_process=state.opt_in_process, client=runtime.klaviyo(job),
-                        store=store, keys=keys)
+                        store=runtime.redis_client(), keys=runtime.job_keys(job.id))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     except KlaviyoError as exc:

@@ -36,7 +36,7 @@ from worker.engine import lifecycle
 from worker.engine.bootstrap import BootstrapBusy
 from worker.klaviyo.errors import KlaviyoError, KlaviyoRetriableError, RateLimited
 from worker.limits.gate import Throttled
-from worker.state.jobstate import JobStateStore, Status, opt_in_words
+from worker.state.jobstate import JobState, JobStateStore, Status, opt_in_words
 
 BOOTSTRAP_ATTEMPTS = 20
 
@@ -189,6 +189,15 @@ def known_job(job_id: str, settings: Settings) -> ExportJob:
     except KeyError:
         ids = ", ".join(j.id for j in jobs.jobs)
         raise UserError(f"no job {job_id!r} in {settings.export_jobs_file} (jobs: {ids})") from None
+
+
+def job_with_list(job_id: str) -> tuple[ExportJob, JobState]:
+    """A known job whose list exists (audit, explain); UserError names what is missing."""
+    job = known_job(job_id, load_settings())
+    state = JobStateStore(runtime.redis_client(), runtime.job_keys(job.id)).get()
+    if not state.list_id:
+        raise UserError(f"job {job.id!r} has no list yet: run `klaviyo-export start {job.id}`")
+    return job, state
 
 
 def _source(args: argparse.Namespace, job: ExportJob, settings: Settings) -> Source:
