@@ -7,8 +7,8 @@ A sandbox at Klaviyo's real limits (speed 1) and a private redis-server; a list 
 the same people, ``--drift`` of them left off the list and ``--drift`` others on it by hand.
 Then ``klaviyo-export audit JOB --json`` as an operator runs it, timed from its start to its
 answer. The ceiling: ``get_profiles_for_list`` allows 750 calls a minute of 100 members,
-75,000 members a minute, of which the limiter's headroom (``RATE_LIMIT_HEADROOM``, 0.9) leaves
-67,500. :func:`run` is also called by ``bench.run --audit-members``.
+75,000 members a minute, of which the limiter's default headroom (``RATE_LIMIT_HEADROOM``,
+0.95) leaves 71,250. :func:`run` is also called by ``bench.run --audit-members``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,17 @@ import redis
 import requests
 
 from bench import ceiling
-from bench.stack import ROOT, Redis, Sandbox, stop, wait_until
+from bench.stack import ROOT, Redis, Sandbox, services, wait_until
 from contract import operations as ops
 from core.keys import JobKeys
+from core.settings import Settings
 from worker.state.codes import APPLIED_IN, ENTER, FIELDS_SEP
 from worker.state.desired import pad_ts
 
 KEY = "pk_bench_audit_0123456789"
 JOB = "audit-bench"
 PREFIX = "baudit"
-HEADROOM = 0.9
+HEADROOM: float = Settings.model_fields["rate_limit_headroom"].default  # as shipped
 IMPORT_CAP = ops.BULK_IMPORT.batch_cap
 LIST_READ = ceiling.Limits("list read", ops.GET_LIST_PROFILES.burst,
                            ops.GET_LIST_PROFILES.steady, ops.GET_LIST_PROFILES.max_items or 100)
@@ -166,14 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=150_000)
     parser.add_argument("--drift", type=int, default=100)
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
-    rds = Redis(workdir)
-    sandbox = Sandbox(workdir, speed=1)
-    try:
+    with services("bench-audit-") as (workdir, rds, sandbox):
         res = run(workdir, rds, sandbox, members=args.members, drift=args.drift)
-    finally:
-        stop(sandbox.proc)
-        stop(rds.proc)
     print(json.dumps(res))
     print(markdown(res))
     return 0 if res["exact"] else 1

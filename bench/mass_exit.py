@@ -21,7 +21,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from bench import ceiling
 from bench.baselines import list_count
 from bench.engine import AUDIENCE, EngineStack
-from bench.stack import ROOT, Redis, Sandbox, stop
+from bench.stack import ROOT, Redis, Sandbox, services
 
 FIELDS = {"first_name": "first_name", "city": "location.city", "ltv": "properties.ltv"}
 LOOKUP = ceiling.Limits("profile look-up (get_profiles)", 75, 750, 100)
@@ -150,15 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", type=int, default=300_000)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-exit-"))
-    rds = Redis(workdir)
-    sandbox = Sandbox(workdir, speed=1)
-    try:
+    with services("bench-exit-") as (workdir, rds, sandbox):
         res = run_mass_exit(workdir, rds, sandbox, profiles=args.profiles,
                             concurrency=args.workers)
-    finally:
-        stop(sandbox.proc)
-        stop(rds.proc)
     print(markdown(res, args.workers))
     (workdir / "mass-exit.json").write_text(json.dumps(res), encoding="utf-8")
     return 0

@@ -12,9 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,20 @@ class Sandbox:
         )
         resp.raise_for_status()
         return str(resp.json()["data"]["id"])
+
+
+@contextmanager
+def services(prefix: str) -> Iterator[tuple[Path, Redis, Sandbox]]:
+    """A fresh workdir, a Redis of its own and the sandbox at Klaviyo's clock; both stopped
+    after, whatever happens."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    rds = Redis(workdir)
+    sandbox = Sandbox(workdir, speed=1)
+    try:
+        yield workdir, rds, sandbox
+    finally:
+        stop(sandbox.proc)
+        stop(rds.proc)
 
 
 class TreeSampler:
