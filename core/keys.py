@@ -108,6 +108,10 @@ class JobKeys:
     def flush_timer(self) -> str:
         return f"{self.base}:flush-timer"
 
+    def flush_due(self, queue: str) -> str:
+        """When the job's deferred flush on ``queue`` is due (ms), while one is lined up."""
+        return f"{self.base}:flush-due:{queue}"
+
     @property
     def flush_failures(self) -> str:
         """Flushes failed in a row (a 5xx, a timeout): how far the next one backs off."""

@@ -32,6 +32,7 @@ from worker import runtime
 from worker.celery_app import app
 from worker.engine import export as engine
 from worker.limits import retry
+from worker.state import timers
 from worker.state.deadletter import DeadLetterStore, event_letters
 from worker.state.desired import DesiredState
 
@@ -139,14 +140,25 @@ def _message(args: tuple[Any, ...]) -> tuple[str, list[Any]]:
 
 
 def schedule_flush(job_id: str, countdown: float) -> None:
-    flush.apply_async((job_id,), countdown=countdown or None)
+    _send_flush(job_id, countdown, names.REALTIME)
 
 
 def schedule_background_flush(job_id: str, countdown: float) -> None:
     """A flush a backfill asks for: on the backfill queue, charged as the backfill is."""
-    flush.apply_async(
-        (job_id,), {"background": True}, countdown=countdown or None, queue=names.BACKFILL
-    )
+    _send_flush(job_id, countdown, names.BACKFILL)
+
+
+def _send_flush(job_id: str, countdown: float, queue: str) -> None:
+    """A flush now, or one for later unless one is lined up by then (worker/state/timers)."""
+    options: dict[str, Any] = {"background": True} if queue == names.BACKFILL else {}
+    if countdown > 0:
+        countdown_ms = int(countdown * 1000)
+        due = int(time.time() * 1000) + countdown_ms
+        if not timers.line_up(runtime.redis_client(), runtime.job_keys(job_id), queue, due,
+                              countdown_ms):
+            return
+        options["due"] = due
+    flush.apply_async((job_id,), options, countdown=countdown or None, queue=queue)
 
 
 def schedule_attributes(job_id: str, countdown: float) -> None:
@@ -189,9 +201,13 @@ def change(job_id: str, events: list[dict[str, Any]]) -> int:
 
 
 @app.task(name=names.FLUSH, base=EngineTask, queue=names.REALTIME)
-def flush(job_id: str, background: bool = False) -> int:
+def flush(job_id: str, background: bool = False, due: int | None = None) -> int:
     """Apply the current desired state of one batch of pending users (``background``: for
-    a backfill, leaving live flushes their reserve of every window)."""
+    a backfill, leaving live flushes their reserve of every window; ``due``: the flush lined
+    up for then, whose mark it takes away)."""
+    if due is not None:
+        timers.ran(runtime.redis_client(), runtime.job_keys(job_id),
+                   names.BACKFILL if background else names.REALTIME, due)
     follow = schedule_background_flush if background else schedule_flush
     outcome = engine.flush(
         job_id, follow, schedule_poll, schedule_attributes, background=background
