@@ -172,6 +172,23 @@ class JobKeys:
         return f"{self.base}:audit"
 
     @property
+    def audit_full_at(self) -> str:
+        """String: epoch seconds of the job's last full audit (or when beat first scheduled
+        one); beat's next full audit is due ``audit_every_hours`` later."""
+        return f"{self.base}:audit-full-at"
+
+    @property
+    def audit_lock(self) -> str:
+        """String with a TTL: a scheduled full audit of the job is running (one at a time)."""
+        return f"{self.base}:audit-lock"
+
+    @property
+    def audit_recent_extra(self) -> str:
+        """Hash: email → extra kind, recent joiners the incremental check found in no
+        audience since the last full audit (which clears it)."""
+        return f"{self.base}:audit-recent-extra"
+
+    @property
     def brake(self) -> str:
         """Hash: the removal brake (``held_since``, ``wanted``, ``of``, ``allow_until``)."""
         return f"{self.base}:brake"

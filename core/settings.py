@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # Double opt-in lists: how often the list's recent joiners are read to find who of the
     # people awaiting confirmation confirmed (one call per page of 100 joiners, per job).
     confirm_interval_seconds: PositiveFloat = 60.0
+    # Scheduled full audits: how often beat checks which jobs are due one (each job's
+    # ``audit_every_hours``), and how long one job's audit lock lasts at most
+    audit_check_interval_seconds: PositiveFloat = 300.0
+    audit_lock_seconds: PositiveFloat = 3600.0
 
     # The opt-out mirror (worker/engine/optouts.py): how often beat reads new suppressions,
     # and after how long the whole mirror is read again (to drop suppressions lifted since)

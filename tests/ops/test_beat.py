@@ -32,7 +32,8 @@ def test_every_entry_expires_after_its_period(stack: Stack) -> None:
     assert config["redbeat_key_prefix"].startswith(f"{stack.prefix}:")
     assert config["redbeat_lock_timeout"] <= 60
     entries = config["beat_schedule"]
-    assert {"safety-flush", "list-bootstrap", "confirmations", "health"} <= set(entries)
+    wanted = {"safety-flush", "list-bootstrap", "confirmations", "full-audits", "health"}
+    assert wanted <= set(entries)
     assert {f"heartbeat-{q}" for q in QUEUES} <= set(entries)
     for entry in entries.values():
         assert entry["options"]["expires"] == entry["schedule"]

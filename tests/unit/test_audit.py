@@ -11,6 +11,7 @@ from core.jobs import ExportJob
 from core.keys import JobKeys
 from worker.engine.audit import DesiredRead, ListRead, compare, read_desired
 from worker.klaviyo.standing import Standing
+from worker.ops.health import check_audits
 from worker.state.audits import REJOIN, REMOVE, AuditStore
 from worker.state.codes import APPLIED_IN, OUT
 
@@ -125,3 +126,22 @@ def test_the_desired_state_is_read_whole_with_who_is_in_transit(redis_client: re
     assert len(read.known) == 2501
     assert read.applied == {"u7@x.io": IN, "left@x.io": OUT}
     assert read.in_transit == {"u9@x.io", "left@x.io"}  # told while the list was read
+
+
+def test_recent_joiners_in_no_audience_count_in_health_until_a_full_audit(
+        redis_client: redis.Redis) -> None:
+    """The incremental check's findings add to the last audit's drift (people added by hand
+    only on a mirror job), and a full audit, which read them itself, clears them."""
+    keys = JobKeys("t", "vip")
+    audits = AuditStore(redis_client, keys)
+    audits.save({"at": 100.0, "missing": 0, "extra": 0, "actionable": 0})
+    audits.note_extra({"h@x.io": "added_by_hand", "late@x.io": "overtaken_by_async_job"})
+    assert audits.recent_extra() == {"added_by_hand": 1, "overtaken_by_async_job": 1}
+    [plain] = check_audits(redis_client, "t", ["vip"], 0, now=160.0)
+    assert plain.ok is False
+    assert plain.detail.startswith("1 out of place")
+    [mirrored] = check_audits(redis_client, "t", ["vip"], 1, now=160.0, mirrored={"vip"})
+    assert (mirrored.ok, mirrored.detail.split(" (")[0]) == (False, "2 out of place")
+    audits.save({"at": 200.0, "missing": 0, "extra": 2, "actionable": 0})
+    assert audits.recent_extra() == {}
+    assert float(redis_client.get(keys.audit_full_at)) == 200.0  # the next one counts from here

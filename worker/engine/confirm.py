@@ -20,8 +20,17 @@ confirm earlier; without one there is no pass); the overlap covers reads that la
 writes and joins that share a second. Re-reading a joiner changes nothing. A pass runs from
 beat every ``CONFIRM_INTERVAL_SECONDS`` and after a flush of the job, at most once per interval
 (:func:`due`). Only jobs whose list is double opt-in and that subscribe (not ``force_add``)
-have passes (or that still count people awaiting); single opt-in lists and force add are
-added at once, as before.
+record confirmations (or that still count people awaiting); single opt-in lists and force add
+are added at once, as before.
+
+The same read is the audit's incremental check, for every job (:func:`check_pass`): a joiner
+who is in none of the job's audiences and whom the engine is not working on is *extra* drift
+(``added_by_hand`` when the job never had them, else ``confirmed_after_exit`` or
+``overtaken_by_async_job``, as :mod:`worker.engine.audit` names them; an add-only job's
+leavers are kept, not drift). They are kept by :class:`~worker.state.audits.AuditStore` until
+the next full audit, and shown by ``status`` and ``health``. A job with no watermark yet (a
+single opt-in list or a force add: no confirmation to wait for) starts its watermark at its
+first check.
 """
 
 from __future__ import annotations
@@ -33,10 +42,12 @@ from datetime import UTC, datetime, timedelta
 
 from core.jobs import ExportJob
 from core.keys import account_ids_key
+from worker.engine.audit import in_transit
 from worker.klaviyo import lists
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import AuthError, KlaviyoError, KlaviyoRetriableError, NotFound
 from worker.limits.gate import Throttled
+from worker.state.audits import AuditStore
 from worker.state.counters import JobCounters
 from worker.state.desired import DesiredState
 from worker.state.jobstate import JobState, JobStateStore
@@ -90,13 +101,28 @@ class ConfirmOutcome:
     confirmed: int = 0  # awaiting people who confirmed
     recovered: int = 0  # ``try`` users found on the list
     rejoined: int = 0  # left before confirming, confirmed anyway: pending again, to be removed
+    extra: int = 0  # joiners in no audience the engine is not working on (incremental audit)
     stopped: str = ""  # why the pass ended before the last page
 
 
-def confirm_pass(
-    state: DesiredState, store: JobStateStore, client: KlaviyoClient, list_id: str
+def check_pass(
+    job: ExportJob, state: DesiredState, store: JobStateStore, client: KlaviyoClient,
+    list_id: str, *, confirms: bool,
 ) -> ConfirmOutcome:
-    """Read the list's joiners since the watermark, page by page, and record who confirmed."""
+    """The incremental audit of recent joiners, for any job: extra drift found, and who
+    confirmed when ``confirms`` (:func:`needs_pass`)."""
+    if watermark(state) is None and not confirms:
+        start_watermark(state)  # nobody to confirm: joiners are read from now on
+        return ConfirmOutcome()
+    return confirm_pass(state, store, client, list_id, job=job, confirms=confirms)
+
+
+def confirm_pass(
+    state: DesiredState, store: JobStateStore, client: KlaviyoClient, list_id: str,
+    *, job: ExportJob | None = None, confirms: bool = True,
+) -> ConfirmOutcome:
+    """Read the list's joiners since the watermark, page by page, and record who confirmed
+    (``confirms``) and, given the ``job``, who is extra."""
     outcome = ConfirmOutcome()
     mark = watermark(state)
     if mark is None:  # nobody was subscribed to the list yet: nobody to confirm
@@ -105,7 +131,9 @@ def confirm_pass(
     try:
         for page in lists.list_members_since(client, list_id, since):
             outcome.pages += 1
-            _page(state, client.account, page, outcome)
+            _page(state, client.account, page, outcome, confirms)
+            if job is not None:
+                outcome.extra += _extra(job, state, page)
     except Throttled as exc:
         outcome.stopped = f"throttled for {exc.wait:.1f}s"
     except KlaviyoRetriableError as exc:
@@ -126,12 +154,14 @@ def confirm_pass(
 
 
 def _page(
-    state: DesiredState, account: str, page: list[lists.ListMember], outcome: ConfirmOutcome
+    state: DesiredState, account: str, page: list[lists.ListMember], outcome: ConfirmOutcome,
+    confirms: bool = True,
 ) -> None:
     outcome.joiners += len(page)
     emails = {m.email.strip().lower(): m.id for m in page if m.email}
     if emails:
         state.redis.hset(account_ids_key(state.keys.prefix, account), mapping=emails)  # type: ignore[arg-type]  # redis-py Mapping is invariant
+    if emails and confirms:
         confirmed, recovered, rejoined = state.confirm(list(emails), int(time.time() * 1000))
         outcome.confirmed += confirmed
         outcome.recovered += recovered
@@ -139,6 +169,27 @@ def _page(
     newest = max((m.joined_group_at for m in page if m.joined_group_at), default=None)
     if newest is not None:
         _advance(state, newest)
+
+
+def _extra(job: ExportJob, state: DesiredState, page: list[lists.ListMember]) -> int:
+    """Note the page's joiners who are in no audience (module doc); how many there were."""
+    emails = sorted({m.email.strip().lower() for m in page if m.email})
+    if not emails:
+        return 0
+    audits = AuditStore(state.redis, state.keys)
+    busy = in_transit(state.redis, state.keys)
+    double = JobStateStore(state.redis, state.keys).get().opt_in_process == DOUBLE_OPT_IN
+    found: dict[str, str] = {}
+    for email, (member, code, _told) in zip(emails, audits.survey(emails), strict=True):
+        if member or email in busy:
+            continue
+        if code is None:
+            found[email] = "added_by_hand"
+        elif job.removes_on_exit:
+            confirmed = double and not job.force_add
+            found[email] = "confirmed_after_exit" if confirmed else "overtaken_by_async_job"
+    audits.note_extra(found)
+    return len(found)
 
 
 def _advance(state: DesiredState, newest: datetime) -> None:
