@@ -148,6 +148,12 @@ class JobKeys:
         return f"{self.base}:confirm-due"
 
     @property
+    def audit_incremental_due(self) -> str:
+        """String with a TTL: an incremental audit pass (a job with no confirmations to look
+        for) ran or is queued within ``AUDIT_INCREMENTAL_SECONDS``."""
+        return f"{self.base}:audit-incremental-due"
+
+    @property
     def import_jobs(self) -> str:
         """Zset of the Klaviyo bulk import jobs still being polled."""
         return f"{self.base}:kjobs"

@@ -1,10 +1,10 @@
 """Continuous audit checks end to end (real workers and beat, Redis, the sandbox, the CLI).
 
-Nobody runs ``audit`` here: beat reads every list's recent joiners every
-``CONFIRM_INTERVAL_SECONDS`` (1 s in the harness), single opt-in lists included, and reports
-a joiner who is in none of the job's audiences as extra drift; and it runs a job's full audit
-every ``audit_every_hours`` (checked every ``AUDIT_CHECK_INTERVAL_SECONDS``). ``status``
-shows what they found.
+Nobody runs ``audit`` here: beat reads a single opt-in list's recent joiners every
+``AUDIT_INCREMENTAL_SECONDS`` (1 s in this stack alone; the harness leaves the 5-minute default
+to every other stack) and reports a joiner who is in none of the job's audiences as extra
+drift; and it runs a job's full audit every ``audit_every_hours`` (checked every
+``AUDIT_CHECK_INTERVAL_SECONDS``). ``status`` shows what they found.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def recent_extra(stack: Stack, job_id: str) -> dict[str, str]:
 
 
 def test_beat_reports_a_hand_added_joiner_and_runs_scheduled_full_audits(stack: Stack) -> None:
-    stack.extra_env["AUDIT_CHECK_INTERVAL_SECONDS"] = "1"
+    stack.extra_env.update({"AUDIT_CHECK_INTERVAL_SECONDS": "1", "AUDIT_INCREMENTAL_SECONDS": "1"})
     stack.write_jobs(JOINERS, SCHEDULED)
     stack.start_worker()
     stack.start_beat()
@@ -61,7 +61,7 @@ def test_beat_reports_a_hand_added_joiner_and_runs_scheduled_full_audits(stack: 
     hand.add(list_a, ["h0@example.com"])
     hand.add(list_b, ["h1@example.com"])
 
-    # the incremental check (beat, every second) finds the joiner in no audience, the job's
+    # the incremental check (beat, every second here) finds the joiner in no audience, the job's
     # own members are not drift
     wait_until(lambda: recent_extra(stack, "joiners"), timeout=60,
                message="beat's joiner check to report h0 as extra")

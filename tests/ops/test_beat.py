@@ -10,6 +10,7 @@ import time
 import redis
 
 from core.keys import broker_queue_keys, heartbeat_key
+from core.settings import Settings
 from tests.conftest import wait_until
 from tests.harness import Stack
 from tests.ops.conftest import JOB
@@ -38,6 +39,10 @@ def test_every_entry_expires_after_its_period(stack: Stack) -> None:
     for entry in entries.values():
         assert entry["options"]["expires"] == entry["schedule"]
     assert entries["health"]["schedule"] >= 60  # Klaviyo get_accounts: 15 a minute per key
+    # passes over recent joiners: beat asks at the shorter cadence, each job is due at its own
+    assert entries["confirmations"]["schedule"] == 60.0  # CONFIRM_INTERVAL_SECONDS < 300
+    quick = Settings(confirm_interval_seconds=60, audit_incremental_seconds=20)
+    assert beat_config(quick)["beat_schedule"]["confirmations"]["schedule"] == 20
 
 
 def test_two_beats_send_each_entry_once_per_period_and_the_standby_takes_over(stack: Stack) -> None:

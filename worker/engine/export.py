@@ -292,23 +292,30 @@ def run_bootstrap(job_id: str) -> str | None:
 
 
 def confirm_wanted(job_id: str) -> bool:
-    """Beat: does this job's list need a pass over its recent joiners now (ready, due)? Every
-    job has one: the incremental audit; double opt-in lists also find confirmations there."""
-    _, keys, state = _parts(job_id)
+    """Beat: does this job's list need a pass over its recent joiners now (ready, due at its
+    :func:`confirm.cadence`)? Every job has one: the incremental audit; double opt-in lists
+    also find confirmations there, more often."""
+    job, keys, state = _parts(job_id)
     current = JobStateStore(state.redis, keys).get()
-    return (current.can_call and bool(current.list_id)
-            and confirm.due(state, load_settings().confirm_interval_seconds))
+    if not (current.can_call and current.list_id):
+        return False
+    settings = load_settings()
+    pace = confirm.cadence(job, current, state, settings)
+    return confirm.due(state, pace.seconds, tick_seconds=settings.joiners_period,
+                       incremental=not pace.confirms)
 
 
 def run_confirm(job_id: str, schedule: Scheduler) -> confirm.ConfirmOutcome | None:
-    """One pass over the job's recent joiners (confirmations, extra drift); None: no list."""
+    """One pass over the job's recent joiners (confirmations, extra drift); None: no list. The
+    incremental audit alone goes through the background client: live flushes go first."""
     job, keys, state = _parts(job_id)
     store = JobStateStore(state.redis, keys)
     current = store.get()
     if not (current.can_call and current.list_id):
         return None
-    outcome = confirm.check_pass(job, state, store, klaviyo(job), current.list_id,
-                                 confirms=confirm.needs_pass(job, current, state))
+    confirms = confirm.needs_pass(job, current, state)
+    outcome = confirm.check_pass(job, state, store, klaviyo(job, background=not confirms),
+                                 current.list_id, confirms=confirms)
     if outcome.rejoined:  # people who confirmed after leaving: a flush removes them
         schedule(job_id, 0.0)
     if outcome.confirmed or outcome.rejoined:
