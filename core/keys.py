@@ -206,8 +206,8 @@ class JobKeys:
 
     @property
     def removals_window(self) -> str:
-        """Zset: removals sent lately (member: a batch id, score: when, ms; the count is in
-        the member), what the brake measures."""
+        """Zset: people whose removal went out lately (member: email, score: first try, ms),
+        each once however often it was tried; what the brake measures."""
         return f"{self.base}:removals-window"
 
     @property
