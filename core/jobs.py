@@ -114,6 +114,8 @@ class ExportJob(BaseModel):
     on_exit: OnExit = "remove"
     # audit --repair also removes people added to the list by hand (not only the job's own)
     mirror: bool = False
+    # beat runs a full audit (no repair) of the list this often; 0 turns it off
+    audit_every_hours: float = Field(default=24.0, ge=0)
     # the brake on mass removals: removals past this share of the list (and past
     # removal_brake_min people) within removal_brake_window_seconds wait for a person
     # (``klaviyo-export brake release``); 1 turns it off

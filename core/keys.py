@@ -152,6 +152,12 @@ class JobKeys:
         return f"{self.base}:confirm-due"
 
     @property
+    def audit_incremental_due(self) -> str:
+        """String with a TTL: an incremental audit pass (a job with no confirmations to look
+        for) ran or is queued within ``AUDIT_INCREMENTAL_SECONDS``."""
+        return f"{self.base}:audit-incremental-due"
+
+    @property
     def import_jobs(self) -> str:
         """Zset of the Klaviyo bulk import jobs still being polled."""
         return f"{self.base}:kjobs"
@@ -176,6 +182,23 @@ class JobKeys:
         return f"{self.base}:audit"
 
     @property
+    def audit_full_at(self) -> str:
+        """String: epoch seconds of the job's last full audit (or when beat first scheduled
+        one); beat's next full audit is due ``audit_every_hours`` later."""
+        return f"{self.base}:audit-full-at"
+
+    @property
+    def audit_lock(self) -> str:
+        """String with a TTL: a scheduled full audit of the job is running (one at a time)."""
+        return f"{self.base}:audit-lock"
+
+    @property
+    def audit_recent_extra(self) -> str:
+        """Hash: email → extra kind, recent joiners the incremental check found in no
+        audience since the last full audit (which clears it)."""
+        return f"{self.base}:audit-recent-extra"
+
+    @property
     def brake(self) -> str:
         """Hash: the removal brake (``held_since``, ``wanted``, ``of``, ``allow_until``)."""
         return f"{self.base}:brake"
@@ -187,8 +210,8 @@ class JobKeys:
 
     @property
     def removals_window(self) -> str:
-        """Zset: removals sent lately (member: a batch id, score: when, ms; the count is in
-        the member), what the brake measures."""
+        """Zset: people whose removal went out lately (member: email, score: first try, ms),
+        each once however often it was tried; what the brake measures."""
         return f"{self.base}:removals-window"
 
     @property

@@ -28,6 +28,8 @@ SWEEP = "export.sweep"
 BOOTSTRAP_ALL = "export.bootstrap_all"
 CONFIRM = "export.confirm"  # who of a double opt-in list's awaiting people confirmed
 CONFIRM_ALL = "export.confirm_all"
+AUDIT = "export.audit"  # a scheduled full audit of one job's list (no repair)
+AUDIT_ALL = "export.audit_all"  # beat: a full audit for every job whose schedule says so
 
 # a backfill's chord: one chunk task per stored chunk, a segment task as the body
 BACKFILL_CHUNK = "backfill.chunk"

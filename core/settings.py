@@ -74,8 +74,16 @@ class Settings(BaseSettings):
     removal_wait_seconds: PositiveFloat = 900.0
     max_event_skew_seconds: float = Field(default=300.0, ge=0)
     # Double opt-in lists: how often the list's recent joiners are read to find who of the
-    # people awaiting confirmation confirmed (one call per page of 100 joiners, per job).
+    # people awaiting confirmation confirmed (one call per page of 100 joiners, per job);
+    # the same read is their incremental audit (joiners in no audience are extra drift).
     confirm_interval_seconds: PositiveFloat = 60.0
+    # Every other list (single opt-in, force add): how often its recent joiners are read for
+    # the incremental audit alone, through the background client (live flushes go first)
+    audit_incremental_seconds: PositiveFloat = 300.0
+    # Scheduled full audits: how often beat checks which jobs are due one (each job's
+    # ``audit_every_hours``), and how long one job's audit lock lasts at most
+    audit_check_interval_seconds: PositiveFloat = 300.0
+    audit_lock_seconds: PositiveFloat = 3600.0
 
     # The opt-out mirror (worker/engine/optouts.py): how often beat reads new suppressions,
     # and after how long the whole mirror is read again (to drop suppressions lifted since)
@@ -116,6 +124,12 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith("pk_"):
             raise ValueError("a Klaviyo private API key starts with 'pk_'")
         return value
+
+    @property
+    def joiners_period(self) -> float:
+        """Beat's period for passes over recent joiners: the shorter of the two cadences
+        (each job's pass is then due at its own, :func:`worker.engine.confirm.cadence`)."""
+        return min(self.confirm_interval_seconds, self.audit_incremental_seconds)
 
     @property
     def health_period(self) -> float:

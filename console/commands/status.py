@@ -63,6 +63,7 @@ def job_status(
         **counters.as_dict(),
         "backfill": _backfill(client, prefix, job_id),
         "audit": _audit(client, keys),
+        "audit_recent_extra": AuditStore(client, keys).recent_extra(),
         "brake": RemovalBrake(client, keys, policy_of(job)).state() if job else None,
     }
 
@@ -112,6 +113,9 @@ def _line(row: dict[str, Any]) -> str:
         found = row["audit"]
         parts.append(f"audit: missing {found['missing']}, extra {found['extra']} "
                      f"({found['actionable']} out of place)")
+    if row.get("audit_recent_extra"):
+        recent = row["audit_recent_extra"]
+        parts.append(f"recent joiners in no audience {sum(recent.values())} {recent}")
     if (row.get("brake") or {}).get("held"):
         parts.append(brake_words(row["brake"]).replace("JOB", row["job"]))
     if row.get("opt_in_note"):

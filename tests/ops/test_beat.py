@@ -10,6 +10,7 @@ import time
 import redis
 
 from core.keys import broker_queue_keys, heartbeat_key
+from core.settings import Settings
 from tests.conftest import wait_until
 from tests.harness import Stack
 from tests.ops.conftest import JOB
@@ -32,11 +33,16 @@ def test_every_entry_expires_after_its_period(stack: Stack) -> None:
     assert config["redbeat_key_prefix"].startswith(f"{stack.prefix}:")
     assert config["redbeat_lock_timeout"] <= 60
     entries = config["beat_schedule"]
-    assert {"safety-flush", "list-bootstrap", "confirmations", "health"} <= set(entries)
+    wanted = {"safety-flush", "list-bootstrap", "confirmations", "full-audits", "health"}
+    assert wanted <= set(entries)
     assert {f"heartbeat-{q}" for q in QUEUES} <= set(entries)
     for entry in entries.values():
         assert entry["options"]["expires"] == entry["schedule"]
     assert entries["health"]["schedule"] >= 60  # Klaviyo get_accounts: 15 a minute per key
+    # passes over recent joiners: beat asks at the shorter cadence, each job is due at its own
+    assert entries["confirmations"]["schedule"] == 60.0  # CONFIRM_INTERVAL_SECONDS < 300
+    quick = Settings(confirm_interval_seconds=60, audit_incremental_seconds=20)
+    assert beat_config(quick)["beat_schedule"]["confirmations"]["schedule"] == 20
 
 
 def test_two_beats_send_each_entry_once_per_period_and_the_standby_takes_over(stack: Stack) -> None:

@@ -15,6 +15,7 @@ from sentry_sdk.envelope import Envelope
 from core.keys import JobKeys
 from core.settings import Settings
 from tests.ops.test_sentry import EMAIL, KEY, Captured
+from tests.unit.test_brake import people
 from worker.ops import observability
 from worker.state.brake import BrakePolicy, RemovalBrake
 from worker.state.counters import ADDED, REMOVED
@@ -79,12 +80,12 @@ def test_the_removal_brake_engaging_is_one_alert_per_engagement(sentry: Captured
     client.hset(keys.counters, mapping={ADDED: 10})
     brake = RemovalBrake(client, keys, BrakePolicy(share=0.5, window_seconds=60, minimum=0))
     # given removals within the share, then a flush that would take 7 of 10 off
-    assert brake.admit(3, now_ms=1_000)
+    assert brake.admit(people(3), now_ms=1_000)
     client.hset(keys.counters, REMOVED, 3)  # the flush removed them
-    assert not brake.admit(4, now_ms=2_000)
+    assert not brake.admit(people(4, 3), now_ms=2_000)
     # when flush after flush finds the brake held
     for at in range(3_000, 8_000, 1_000):
-        assert not brake.admit(1, now_ms=at)
+        assert not brake.admit(people(1, 7), now_ms=at)
     # then one warning, scrubbed, grouped per job
     found = [(e["level"], e["tags"]["job_status"], e["fingerprint"]) for e in events(sentry)]
     assert found == [("warning", "brake_engaged",
@@ -92,6 +93,6 @@ def test_the_removal_brake_engaging_is_one_alert_per_engagement(sentry: Captured
     assert "7 of 10 members would leave" in str(events(sentry)[0]["message"])
     # and a released brake that engages again later is a second alert
     brake.release(now_ms=9_000)
-    assert not brake.admit(8, now_ms=9_000 + 120_000)
-    assert not brake.admit(8, now_ms=9_000 + 121_000)
+    assert not brake.admit(people(8), now_ms=9_000 + 120_000)
+    assert not brake.admit(people(8, 8), now_ms=9_000 + 121_000)
     assert len(events(sentry)) == 2

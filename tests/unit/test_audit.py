@@ -3,16 +3,27 @@ and how a repair hands people back to the engine with the counters kept equal to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
+import pytest
 import redis
 
 from core.jobs import ExportJob
 from core.keys import JobKeys
+from core.settings import load_settings
+from tests.conftest import wait_until
+from tests.harness import jobs_toml
+from worker import runtime
+from worker.engine import confirm
+from worker.engine import export as engine
 from worker.engine.audit import DesiredRead, ListRead, compare, read_desired
 from worker.klaviyo.standing import Standing
+from worker.ops.health import check_audits
 from worker.state.audits import REJOIN, REMOVE, AuditStore
 from worker.state.codes import APPLIED_IN, OUT
+from worker.state.jobstate import JobStateStore
 
 IN = f"{APPLIED_IN}|"
 LIST = "L1"
@@ -125,3 +136,75 @@ def test_the_desired_state_is_read_whole_with_who_is_in_transit(redis_client: re
     assert len(read.known) == 2501
     assert read.applied == {"u7@x.io": IN, "left@x.io": OUT}
     assert read.in_transit == {"u9@x.io", "left@x.io"}  # told while the list was read
+
+
+def test_recent_joiners_in_no_audience_count_in_health_until_a_full_audit(
+        redis_client: redis.Redis) -> None:
+    """The incremental check's findings add to the last audit's drift (people added by hand
+    only on a mirror job), and a full audit, which read them itself, clears them."""
+    keys = JobKeys("t", "vip")
+    audits = AuditStore(redis_client, keys)
+    audits.save({"at": 100.0, "missing": 0, "extra": 0, "actionable": 0})
+    audits.note_extra({"h@x.io": "added_by_hand", "late@x.io": "overtaken_by_async_job"})
+    assert audits.recent_extra() == {"added_by_hand": 1, "overtaken_by_async_job": 1}
+    [plain] = check_audits(redis_client, "t", ["vip"], 0, now=160.0)
+    assert plain.ok is False
+    assert plain.detail.startswith("1 out of place")
+    [mirrored] = check_audits(redis_client, "t", ["vip"], 1, now=160.0, mirrored={"vip"})
+    assert (mirrored.ok, mirrored.detail.split(" (")[0]) == (False, "2 out of place")
+    audits.save({"at": 200.0, "missing": 0, "extra": 2, "actionable": 0})
+    assert audits.recent_extra() == {}
+    assert float(redis_client.get(keys.audit_full_at)) == 200.0  # the next one counts from here
+
+
+@pytest.fixture
+def two_jobs(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A single opt-in job and a double opt-in one, ready, with confirmation passes due every
+    0.2 s and incremental audits every 300 s; yields the key prefix."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "jobs.toml"
+    path.write_text(jobs_toml([{"id": "single", "audiences": ["a"], "list_id": "L-single"},
+                               {"id": "double", "audiences": ["b"], "list_id": "L-double"}]))
+    for name, value in {"REDIS_URL": redis_url, "KEY_PREFIX": prefix,
+                        "EXPORT_JOBS_FILE": str(path), "CONFIRM_INTERVAL_SECONDS": "0.2",
+                        "AUDIT_INCREMENTAL_SECONDS": "300"}.items():
+        monkeypatch.setenv(name, value)
+    load_settings.cache_clear()
+    runtime.redis_client.cache_clear()
+    client = runtime.redis_client()
+    for job_id, opt_in in (("single", "single_opt_in"), ("double", "double_opt_in")):
+        store = JobStateStore(client, JobKeys(prefix, job_id))
+        store.ready(f"L-{job_id}")
+        store.opt_in(opt_in, "")
+    yield prefix
+    load_settings.cache_clear()
+    runtime.redis_client.cache_clear()
+
+
+def test_a_single_opt_in_job_is_audited_at_its_own_slower_cadence(
+        two_jobs: str, redis_client: redis.Redis) -> None:
+    """A double opt-in job's pass (confirmations, and the audit on the same pages) is due again
+    at CONFIRM_INTERVAL_SECONDS; a single opt-in job, with nobody to confirm, is read for its
+    incremental audit alone and not again before AUDIT_INCREMENTAL_SECONDS (less beat's jitter
+    share of one tick), however often beat asks."""
+    assert engine.confirm_wanted("double") and engine.confirm_wanted("single")
+    assert not engine.confirm_wanted("double") and not engine.confirm_wanted("single")
+    for _ in range(3):  # three more confirmation periods
+        wait_until(lambda: engine.confirm_wanted("double"), timeout=5,
+                   message="the double opt-in job's next confirmation pass")
+        assert not engine.confirm_wanted("single")
+    claim_ms = redis_client.pttl(JobKeys(two_jobs, "single").audit_incremental_due)
+    assert 300_000 - 0.2 * 200 - 1000 < claim_ms <= 300_000
+    assert redis_client.pttl(JobKeys(two_jobs, "double").audit_incremental_due) == -2  # none
+
+
+def test_only_the_incremental_audit_alone_goes_through_the_background_client(
+        two_jobs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live flushes go first: a pass that confirms nobody is a background caller."""
+    asked: dict[str, bool] = {}
+    monkeypatch.setattr(engine, "klaviyo",
+                        lambda job, *, background=False: asked.setdefault(job.id, background))
+    monkeypatch.setattr(confirm, "check_pass", lambda *a, **k: confirm.ConfirmOutcome())
+    for job_id in ("single", "double"):
+        engine.run_confirm(job_id, lambda *_: None)
+    assert asked == {"single": True, "double": False}

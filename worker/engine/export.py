@@ -19,7 +19,7 @@ from core.jobs import ExportJob
 from core.keys import JobKeys, current_run_key
 from core.settings import load_settings
 from worker import runtime
-from worker.engine import attributes, confirm, imports, lifecycle
+from worker.engine import attributes, audit, confirm, imports, lifecycle
 from worker.engine.bootstrap import bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
@@ -292,27 +292,83 @@ def run_bootstrap(job_id: str) -> str | None:
 
 
 def confirm_wanted(job_id: str) -> bool:
-    """Beat: does this job's list need a confirmation pass now (double opt-in, ready, due)?"""
+    """Beat: does this job's list need a pass over its recent joiners now (ready, due at its
+    :func:`confirm.cadence`)? Every job has one: the incremental audit; double opt-in lists
+    also find confirmations there, more often."""
     job, keys, state = _parts(job_id)
     current = JobStateStore(state.redis, keys).get()
-    return (current.can_call and confirm.needs_pass(job, current, state)
-            and confirm.due(state, load_settings().confirm_interval_seconds))
+    if not (current.can_call and current.list_id):
+        return False
+    settings = load_settings()
+    pace = confirm.cadence(job, current, state, settings)
+    return confirm.due(state, pace.seconds, tick_seconds=settings.joiners_period,
+                       incremental=not pace.confirms)
 
 
 def run_confirm(job_id: str, schedule: Scheduler) -> confirm.ConfirmOutcome | None:
-    """One confirmation pass over the job's recent joiners; None: the job has none to run."""
+    """One pass over the job's recent joiners (confirmations, extra drift); None: no list. The
+    incremental audit alone goes through the background client: live flushes go first."""
     job, keys, state = _parts(job_id)
     store = JobStateStore(state.redis, keys)
     current = store.get()
-    if not (current.can_call and current.list_id and confirm.needs_pass(job, current, state)):
+    if not (current.can_call and current.list_id):
         return None
-    outcome = confirm.confirm_pass(state, store, klaviyo(job), current.list_id)
+    confirms = confirm.needs_pass(job, current, state)
+    outcome = confirm.check_pass(job, state, store, klaviyo(job, background=not confirms),
+                                 current.list_id, confirms=confirms)
     if outcome.rejoined:  # people who confirmed after leaving: a flush removes them
         schedule(job_id, 0.0)
     if outcome.confirmed or outcome.rejoined:
         log.info("job %s: %d confirmed, %d confirmed after leaving (removed again), %d page(s)",
                  job_id, outcome.confirmed, outcome.rejoined, outcome.pages)
+    if outcome.extra:
+        log.warning("job %s: %d recent joiner(s) of the list in no audience (extra drift)",
+                    job_id, outcome.extra)
     return outcome
+
+
+def full_audit_wanted(job_id: str, now: float | None = None) -> bool:
+    """Beat: is the job's scheduled full audit due (``audit_every_hours`` since the last full
+    audit; the first one that long after beat first looked)? Never while one runs."""
+    job, keys, state = _parts(job_id)
+    if job.audit_every_hours <= 0 or state.redis.exists(keys.audit_lock):
+        return False
+    current = JobStateStore(state.redis, keys).get()
+    if not (current.can_call and current.list_id):
+        return False
+    now = time.time() if now is None else now
+    if state.redis.set(keys.audit_full_at, now, nx=True):
+        return False
+    raw = state.redis.get(keys.audit_full_at)
+    last = float(raw.decode() if isinstance(raw, bytes) else str(raw))
+    return now - last >= job.audit_every_hours * 3600
+
+
+def run_full_audit(job_id: str) -> audit.Audit | None:
+    """A scheduled full audit (no repair), through the job's limited client, its summary
+    kept for ``status`` and ``health``; None: not due, or one is already running."""
+    if not full_audit_wanted(job_id):
+        return None
+    job, keys, state = _parts(job_id)
+    token = uuid.uuid4().hex
+    lock_ms = int(load_settings().audit_lock_seconds * 1000)
+    if not state.redis.set(keys.audit_lock, token, nx=True, px=lock_ms):
+        return None
+    try:
+        current = JobStateStore(state.redis, keys).get()
+        if not current.list_id:
+            return None
+        found = audit.run_audit(job, list_id=current.list_id,
+                                opt_in_process=current.opt_in_process,
+                                client=klaviyo(job, background=True),
+                                store=state.redis, keys=keys)
+        log.info("job %s: scheduled audit: missing %d, extra %d (%d out of place)",
+                 job_id, found.missing_count, found.extra_count, found.actionable)
+        return found
+    finally:
+        held = state.redis.get(keys.audit_lock)
+        if (held.decode() if isinstance(held, bytes) else held) == token:
+            state.redis.delete(keys.audit_lock)
 
 
 def sweep(

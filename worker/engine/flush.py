@@ -145,7 +145,7 @@ class Flusher:
         brake = self.ctx.brake
         if brake is None or not plan.leave:
             return
-        if brake.admit(sum(1 for u in plan.leave if u.may_be_present)):
+        if brake.admit([u.email for u in plan.leave if u.may_be_present]):
             return
         brake.hold([u.email for u in plan.leave])
         self.outcome.done.update(u.email for u in plan.leave)

@@ -186,28 +186,40 @@ def run_checks(
     found += check_queues(client, prefix, settings.queue_depth_threshold)
     job_ids = [j.id for j in jobs]
     found += check_dead_letters(client, prefix, job_ids, settings.dead_letter_threshold)
-    found += check_audits(client, prefix, job_ids, settings.audit_drift_threshold)
+    found += check_audits(client, prefix, job_ids, settings.audit_drift_threshold,
+                          mirrored={j.id for j in jobs if j.mirror})
     found += check_brakes(client, prefix, jobs)
     return found
 
 
 def check_audits(
     client: redis.Redis, prefix: str, job_ids: Iterable[str], threshold: int,
-    now: float | None = None,
+    now: float | None = None, *, mirrored: frozenset[str] | set[str] = frozenset(),
 ) -> list[Component]:
     """Each job's last audit (``klaviyo-export audit``): people out of place, against the
-    threshold. A job never audited is not failed: there is nothing to judge yet."""
+    threshold, with the recent joiners the incremental check found in no audience since (people
+    added by hand only for ``mirrored`` jobs, as in the audit's own count). A job never audited
+    is not failed: there is nothing to judge yet."""
     now = time.time() if now is None else now
     found = []
     for job_id in job_ids:
-        last = AuditStore(client, JobKeys(prefix, job_id)).last()
+        audits = AuditStore(client, JobKeys(prefix, job_id))
+        last, recent = audits.last(), audits.recent_extra()
         name = f"audit[{job_id}]"
+        # recent joiners in no audience (the incremental check), added by hand or not
+        joined = (f", {sum(recent.values())} recent joiner(s) in no audience {recent}"
+                  if recent else "")
+        late = sum(n for kind, n in recent.items()
+                   if job_id in mirrored or kind != "added_by_hand")
         if last is None:
-            found.append(Component(name, None, "never audited (klaviyo-export audit JOB)"))
+            if recent:
+                found.append(Component(name, late <= threshold, f"never fully audited{joined}"))
+            else:
+                found.append(Component(name, None, "never audited (klaviyo-export audit JOB)"))
             continue
-        drift = int(last.get("actionable", 0))
+        drift = int(last.get("actionable", 0)) + late
         detail = (f"{drift} out of place (max {threshold}): missing {last['missing']}, "
-                  f"extra {last['extra']}, {now - float(last['at']):.0f}s ago")
+                  f"extra {last['extra']}, {now - float(last['at']):.0f}s ago{joined}")
         found.append(Component(name, drift <= threshold, detail))
     return found
 

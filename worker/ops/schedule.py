@@ -40,9 +40,14 @@ def beat_schedule(settings: Settings, ops: Settings | None = None) -> dict[str, 
     schedule = {
         "safety-flush": _entry(names.SWEEP, settings.sweep_interval_seconds),
         "list-bootstrap": _entry(names.BOOTSTRAP_ALL, settings.bootstrap_interval_seconds),
-        # double opt-in lists: who of the people awaiting confirmation confirmed
-        "confirmations": _entry(names.CONFIRM_ALL, settings.confirm_interval_seconds,
+        # every list's recent joiners: extra drift (the incremental audit), and on double
+        # opt-in lists who of the people awaiting confirmation confirmed; each job's pass is
+        # due at its own cadence (CONFIRM_INTERVAL_SECONDS or AUDIT_INCREMENTAL_SECONDS)
+        "confirmations": _entry(names.CONFIRM_ALL, settings.joiners_period,
                                 queue=names.MAINTENANCE),
+        # each job's full audit, every ``audit_every_hours``
+        "full-audits": _entry(names.AUDIT_ALL, settings.audit_check_interval_seconds,
+                              queue=names.MAINTENANCE),
         "health": _entry(HEALTH_TASK, ops.health_period, queue=names.MAINTENANCE),
         "optouts-refresh": _entry(names.OPTOUTS_REFRESH, settings.optouts_refresh_seconds,
                                   queue=names.MAINTENANCE),

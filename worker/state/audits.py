@@ -1,9 +1,10 @@
 """What the audit keeps in Redis: the last audit's summary, and the repair hand-back.
 
 ``{p}:job:{job}:audit`` holds the JSON summary of the job's last audit (counts by kind, masked
-samples, when, how long), which ``status`` and ``health`` show. :meth:`AuditStore.requeue` runs
-``lua/requeue.lua``: users put back in the engine's hands to be subscribed again or removed,
-with ``added`` kept equal to what the list holds.
+samples, when, how long), which ``status`` and ``health`` show, with the recent joiners the
+incremental check (:mod:`worker.engine.confirm`) found in no audience since.
+:meth:`AuditStore.requeue` runs ``lua/requeue.lua``: users put back in the engine's hands to
+be subscribed again or removed, with ``added`` kept equal to what the list holds.
 """
 
 from __future__ import annotations
@@ -34,7 +35,26 @@ class AuditStore:
         self.keys = keys
 
     def save(self, summary: dict[str, Any]) -> None:
-        self.redis.set(self.keys.audit, orjson.dumps(summary))
+        """Keep a full audit's summary; it covers every member, so the incremental check's
+        findings so far are cleared, and the next scheduled full audit counts from now."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.keys.audit, orjson.dumps(summary))
+        pipe.set(self.keys.audit_full_at, float(summary.get("at", time.time())))
+        pipe.delete(self.keys.audit_recent_extra)
+        pipe.execute()
+
+    def note_extra(self, found: dict[str, str]) -> None:
+        """Recent joiners in no audience (email → extra kind), found by the incremental check."""
+        if found:
+            self.redis.hset(self.keys.audit_recent_extra, mapping=found)  # type: ignore[arg-type]  # redis-py Mapping is invariant
+
+    def recent_extra(self) -> dict[str, int]:
+        """Extra kind → people the incremental check found since the last full audit."""
+        counts: dict[str, int] = {}
+        for kind in self.redis.hvals(self.keys.audit_recent_extra):
+            name = kind.decode() if isinstance(kind, bytes) else str(kind)
+            counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def last(self) -> dict[str, Any] | None:
         raw = self.redis.get(self.keys.audit)

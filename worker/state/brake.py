@@ -3,9 +3,10 @@ short time holds those removals until a person releases them; enters keep flowin
 
 An audience definition broken in Lytics empties it, and the product would faithfully empty
 the Klaviyo list. :meth:`RemovalBrake.admit` is asked before every batch of removals (flush
-and backfill alike): it keeps the removals of the last ``window`` in ``{p}:job:{job}:
-removals-window`` and refuses a batch that would bring them past ``share`` of the list as it
-stood (members now, ``added - removed``, plus those removed in the window) and past
+and backfill alike): it keeps the people whose removal went out within the last ``window`` in
+``{p}:job:{job}:removals-window`` (each once, however often a 429, a 5xx or a profile still
+awaited brings their removal back) and refuses a batch that would bring them past ``share`` of
+the list as it stood (members now, ``added - removed``, plus those in the window) and past
 ``minimum`` people. The brake is then *held* (``{p}:job:{job}:brake``: since when, how many
 wanted out, of how many): every removal waits, its users parked in ``{p}:job:{job}:
 brake-held`` with a pending time ahead, looked at again every :data:`RECHECK_SECONDS`. The
@@ -31,25 +32,32 @@ from worker.state.counters import ADDED, REMOVED
 
 RECHECK_SECONDS = 30.0  # how often held removals come back to find the brake still held
 
-# KEYS brake, window, counters | ARGV now, n, share, window_ms, minimum, batch, added, removed
+# KEYS brake, window, counters | ARGV now, share, window_ms, minimum, added, removed, emails
 _ADMIT = """
-local now, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
 if redis.call('HEXISTS', KEYS[1], 'held_since') == 1 then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]))
-local sent = 0
-for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  sent = sent + tonumber(string.match(m, '^(%d+)'))
+if now < tonumber(redis.call('HGET', KEYS[1], 'allow_until') or '0') then return 1 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]))
+local fresh, seen = {}, {}
+for e in string.gmatch(ARGV[7], '[^\\31]+') do
+  if not seen[e] and not redis.call('ZSCORE', KEYS[2], e) then fresh[#fresh + 1] = e end
+  seen[e] = true
 end
-local allow = tonumber(redis.call('HGET', KEYS[1], 'allow_until') or '0')
-local members = tonumber(redis.call('HGET', KEYS[3], ARGV[7]) or '0')
-  - tonumber(redis.call('HGET', KEYS[3], ARGV[8]) or '0')
+if #fresh == 0 then return 1 end
+local sent, n = redis.call('ZCARD', KEYS[2]), #fresh
+local members = tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0')
+  - tonumber(redis.call('HGET', KEYS[3], ARGV[6]) or '0')
 local base = math.max(members, 0) + sent
-if now >= allow and sent + n > tonumber(ARGV[5]) and sent + n > tonumber(ARGV[3]) * base then
+if sent + n > tonumber(ARGV[4]) and sent + n > tonumber(ARGV[2]) * base then
   redis.call('HSET', KEYS[1], 'held_since', now, 'wanted', sent + n, 'of', base)
   return {2, sent + n, base}
 end
-redis.call('ZADD', KEYS[2], now, n .. ':' .. ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+for i = 1, n, 1000 do
+  local args = {}
+  for j = i, math.min(i + 999, n) do args[#args + 1] = now; args[#args + 1] = fresh[j] end
+  redis.call('ZADD', KEYS[2], unpack(args))
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 
@@ -86,16 +94,18 @@ class RemovalBrake:
         self.keys = keys
         self.policy = policy
 
-    def admit(self, n: int, now_ms: int | None = None) -> bool:
-        """May ``n`` removals go now? False holds the brake (or it was held already); the call
-        that engages it sends the one Sentry alert of this engagement."""
-        if n <= 0 or self.policy.off:
+    def admit(self, emails: Sequence[str], now_ms: int | None = None) -> bool:
+        """May these people's removals go now? False holds the brake (or it was held already);
+        the call that engages it sends the one Sentry alert of this engagement. A person counts
+        once per window, however often their removal is tried (a 429, a 5xx, a profile still
+        awaited bring the same people back), and not at all within a released window."""
+        if not emails or self.policy.off:
             return True
         now = int(time.time() * 1000) if now_ms is None else now_ms
         script = self.redis.register_script(_ADMIT)
         window_ms = int(self.policy.window_seconds * 1000)
-        args: list[str | int | float] = [now, n, self.policy.share, window_ms, self.policy.minimum,
-                                         f"{now}-{time.monotonic_ns()}", ADDED, REMOVED]
+        args: list[str | int | float] = [now, self.policy.share, window_ms, self.policy.minimum,
+                                         ADDED, REMOVED, "\x1f".join(emails)]
         keys = [self.keys.brake, self.keys.removals_window, self.keys.counters]
         found = script(keys=keys, args=args)
         if isinstance(found, list):  # this call engaged the brake: [2, wanted, of]

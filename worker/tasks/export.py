@@ -262,17 +262,33 @@ def sweep() -> int:
 
 @app.task(name=names.CONFIRM, base=EngineTask, queue=names.MAINTENANCE)
 def confirm(job_id: str) -> int:
-    """Read a double opt-in list's recent joiners: who of the people awaiting confirmed."""
+    """Read the list's recent joiners: extra drift, and who of the people awaiting confirmed."""
     outcome = engine.run_confirm(job_id, schedule_flush)
     return outcome.confirmed if outcome else 0
 
 
 @app.task(name=names.CONFIRM_ALL, base=EngineTask, queue=names.MAINTENANCE)
 def confirm_all() -> int:
-    """Beat: a confirmation pass for every double opt-in job that is due one."""
+    """Beat: a pass over recent joiners (incremental audit, confirmations) for every job due one."""
     wanted = [job.id for job in runtime.jobs().jobs if engine.confirm_wanted(job.id)]
     for job_id in wanted:
         confirm.delay(job_id)
+    return len(wanted)
+
+
+@app.task(name=names.AUDIT, base=EngineTask, queue=names.MAINTENANCE)
+def audit(job_id: str) -> int:
+    """A scheduled full audit of one job's list (no repair): people out of place."""
+    found = engine.run_full_audit(job_id)
+    return found.actionable if found else 0
+
+
+@app.task(name=names.AUDIT_ALL, base=EngineTask, queue=names.MAINTENANCE)
+def audit_all() -> int:
+    """Beat: a full audit for every job whose ``audit_every_hours`` says one is due."""
+    wanted = [job.id for job in runtime.jobs().jobs if engine.full_audit_wanted(job.id)]
+    for job_id in wanted:
+        audit.delay(job_id)
     return len(wanted)
 
 
