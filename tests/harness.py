@@ -139,9 +139,11 @@ class Stack:
         env = {**self.env(), "SWEEP_INTERVAL_SECONDS": "1", "BOOTSTRAP_INTERVAL_SECONDS": "2"}
         return self._spawn("beat.log", beat_argv(), env)
 
-    def log(self, name: str = "w1") -> str:
+    def log(self, name: str = "w1", tail: int | None = 6000) -> str:
+        """A process's log: its last ``tail`` characters (None: all of it)."""
         path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text[-tail:] if tail else text
 
     def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker and all its children at once: nothing gets to clean up."""
