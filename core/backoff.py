@@ -14,6 +14,7 @@ _MAX_DOUBLINGS = 1023  # 2.0**1024 overflows a float; any envelope is capped lon
 # our own generator: jitter drawn on any thread never moves the global ``random`` state
 _RNG = random.Random()
 
+
 def backoff_seconds(
     attempt: int,
     *,
