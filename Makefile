@@ -15,8 +15,13 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 
 install: $(VENV)/.installed  ## create .venv from the lock file
 
-test: install  ## the whole suite, fault injection included
-	$(RUN) pytest -q
+TEST_WORKERS ?= 3
+
+test: install  ## the whole suite: TEST_WORKERS processes side by side, then the figures alone
+	@status=0; \
+	$(RUN) pytest -q -n $(TEST_WORKERS) -m "not serial" || status=$$?; \
+	$(RUN) pytest -q -p no:xdist -m serial || status=$$((status ? status : $$?)); \
+	exit $$status
 
 test-faults: install  ## only the fault-injection suite
 	$(RUN) pytest -q -m faults

@@ -27,6 +27,8 @@ E = Action.ENTER
 T0 = 1_764_000_000_000_000_000
 FIELD_MAP = {"first_name": "first_name", "city": "location.city", "ltv": "properties.ltv"}
 
+pytestmark = pytest.mark.serial  # figures: times and shares of windows, measured alone
+
 
 def _calls(stack: Stack, op: str) -> int:
     ops: dict[str, Any] = stack.admin("GET", "stats")["operations"]

@@ -81,6 +81,7 @@ def limiter(redis_client: redis.Redis) -> RateLimiter:
     return RateLimiter(redis_client, prefix="cal", headroom=0.95, speed=60)
 
 
+@pytest.mark.serial  # figures: the share of a window we use, measured alone
 class TestSharedQuota:
     def test_a_foreign_client_at_15_percent_gets_no_429_and_we_use_90_percent_of_the_rest(
         self, redis_client: redis.Redis
