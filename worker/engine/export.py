@@ -121,8 +121,6 @@ def flush(
     if not _acquire_slot(state, token):
         return FlushOutcome()
     try:
-        if state.due_count(int(time.time() * 1000)) > 2 * load_settings().flush_batch_size:
-            schedule(job_id, 0.0)  # widen: another flusher can take the next batch
         context = flush_context(job, list_id, state, schedule_poll, store=store,
                                 schedule_attributes=schedule_attributes,
                                 queue=names.BACKFILL if background else names.REALTIME)
@@ -214,8 +212,14 @@ def _follow_up(
         schedule(job_id, retry.jittered(outcome.again_in))
         return
     state.redis.delete(failures_key)
-    if outcome.claimed and state.due_count(int(time.time() * 1000)):
+    due = state.due_count(int(time.time() * 1000)) if outcome.claimed else 0
+    if due:
         schedule(job_id, 0.0)
+        if due > 2 * load_settings().flush_batch_size:
+            # widen: another flusher takes the next batch. Only after a flush that went
+            # through: one widened ahead of a throttled flush claimed, was refused and widened
+            # again, some 30 flushes a second that sent nothing (the live-first test's backfill)
+            schedule(job_id, 0.0)
     elif outcome.recheck_in is not None:  # a removal waits for its profile: look again then
         schedule(job_id, retry.jittered(outcome.recheck_in))
 
