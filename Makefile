@@ -15,11 +15,11 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 
 install: $(VENV)/.installed  ## create .venv from the lock file
 
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 test: install  ## the whole suite: TEST_WORKERS processes side by side, then the figures alone
 	@status=0; \
-	$(RUN) pytest -q -n $(TEST_WORKERS) -m "not serial" || status=$$?; \
+	$(RUN) pytest -q -n $(TEST_WORKERS) -m "not serial" --durations=25 || status=$$?; \
 	$(RUN) pytest -q -p no:xdist -m serial || status=$$((status ? status : $$?)); \
 	exit $$status
 
