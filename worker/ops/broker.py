@@ -24,6 +24,15 @@ Two small changes close the hole:
 Messages left unacknowledged are never lost either way: they stay in Redis's ``unacked``
 hash and come back after the visibility timeout.
 
+A third hole loses a message outright: kombu's consumer takes a message off its queue
+(``BRPOP``) and only then, in a second round trip, records it as unacknowledged. A Redis that
+dies between the two (kill -9, a failover) has popped the message, durably, and never
+recorded it: it is in no queue and in no ``unacked`` hash, only in the worker's memory
+(the fault suite lost a batch of enters so, once in a few runs). :class:`RecordingQoS`
+keeps such a message in the process (:data:`UNRECORDED`) and every channel opened afterwards
+puts what is kept back at the head of its queue, first thing. A message whose recording did
+reach Redis although the reply was lost comes back twice: every task is safe to run again.
+
 A Sentinel failover is the same event seen from the worker (the master's socket dies, or
 answers ``READONLY`` once demoted, which redis-py turns into a ``ConnectionError``), so
 :class:`SentinelTransport` carries the same fix over kombu's ``SentinelChannel``; its pools
@@ -32,18 +41,80 @@ ask the sentinels for the master on every new connection, so the reconnect finds
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
+
+log = logging.getLogger(__name__)
 
 
 class BrokerGone(redis.ConnectionError):
     """The channel's connection was already torn down: there is no broker to talk to."""
 
 
+class Unrecorded:
+    """Messages taken off a queue whose recording as unacknowledged failed: put back later."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: list[tuple[dict[str, Any], str, str]] = []
+
+    def keep(self, payload: dict[str, Any], exchange: str, routing_key: str) -> None:
+        with self._lock:
+            self._kept.append((payload, exchange, routing_key))
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def put_back(self, channel: kombu_redis.Channel) -> int:
+        """Requeue what is kept at the head of its queue; kept still if Redis is away."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+        if not kept:
+            return 0
+        try:
+            with channel.conn_or_acquire() as client:
+                pipe = client.pipeline()
+                for payload, exchange, routing_key in kept:
+                    restore = channel._do_restore_message
+                    restore(payload, exchange, routing_key, pipe)  # type: ignore[no-untyped-call]
+                pipe.execute()
+        except channel.connection_errors:
+            with self._lock:
+                self._kept[:0] = kept
+            return 0
+        log.warning("put back %d message(s) taken off a queue as Redis went away", len(kept))
+        return len(kept)
+
+
+UNRECORDED = Unrecorded()  # one per process: the channel that lost them is gone by then
+
+
+class RecordingQoS(kombu_redis.QoS):
+    """kombu's QoS, keeping a message whose recording as unacknowledged failed."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        try:
+            super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+        except self.channel.connection_errors:
+            delivery = message.delivery_info
+            UNRECORDED.keep(message._raw, delivery["exchange"], delivery["routing_key"])
+            raise
+
+
 class _SurvivingClose(kombu_redis.Channel):
-    """What both channels share: a ``close`` that survives a dead socket."""
+    """What both channels share: a ``close`` that survives a dead socket, and messages
+    lost between a pop and its recording put back."""
+
+    QoS = RecordingQoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        if self.ack_emulation:
+            UNRECORDED.put_back(self)
 
     def close(self) -> None:
         try:
