@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task, signals
@@ -270,10 +271,7 @@ def confirm(job_id: str) -> int:
 @app.task(name=names.CONFIRM_ALL, base=EngineTask, queue=names.MAINTENANCE)
 def confirm_all() -> int:
     """Beat: a pass over recent joiners (incremental audit, confirmations) for every job due one."""
-    wanted = [job.id for job in runtime.jobs().jobs if engine.confirm_wanted(job.id)]
-    for job_id in wanted:
-        confirm.delay(job_id)
-    return len(wanted)
+    return _for_each_job_due(engine.confirm_wanted, confirm)
 
 
 @app.task(name=names.AUDIT, base=EngineTask, queue=names.MAINTENANCE)
@@ -286,9 +284,14 @@ def audit(job_id: str) -> int:
 @app.task(name=names.AUDIT_ALL, base=EngineTask, queue=names.MAINTENANCE)
 def audit_all() -> int:
     """Beat: a full audit for every job whose ``audit_every_hours`` says one is due."""
-    wanted = [job.id for job in runtime.jobs().jobs if engine.full_audit_wanted(job.id)]
+    return _for_each_job_due(engine.full_audit_wanted, audit)
+
+
+def _for_each_job_due(due: Callable[[str], bool], task: Any) -> int:
+    """Send ``task`` for every job that ``due`` says wants it now; how many were sent."""
+    wanted = [job.id for job in runtime.jobs().jobs if due(job.id)]
     for job_id in wanted:
-        audit.delay(job_id)
+        task.delay(job_id)
     return len(wanted)
 
 
