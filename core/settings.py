@@ -81,9 +81,8 @@ class Settings(BaseSettings):
     # the incremental audit alone, through the background client (live flushes go first)
     audit_incremental_seconds: PositiveFloat = 300.0
     # Scheduled full audits: how often beat checks which jobs are due one (each job's
-    # ``audit_every_hours``), and how long one job's audit lock lasts at most
+    # ``audit_every_hours``)
     audit_check_interval_seconds: PositiveFloat = 300.0
-    audit_lock_seconds: PositiveFloat = 3600.0
 
     # The opt-out mirror (worker/engine/optouts.py): how often beat reads new suppressions,
     # and after how long the whole mirror is read again (to drop suppressions lifted since)

@@ -53,7 +53,10 @@ class TestLimits:
 @pytest.mark.faults
 class TestCrashes:
     def test_kill_9_of_a_worker_mid_flush_loses_nothing(self, stack: Stack) -> None:
-        """A worker killed while flushing leaves its users leased; another worker finishes them."""
+        """A worker killed while flushing leaves its users leased; another worker finishes them.
+
+        Wherever the kill lands (the account's opt-out fill included: its lock lapses with
+        its holder), the survivor has every user on the list within 30 s."""
         stack.extra_env["LEASE_SECONDS"] = "3"
         stack.write_jobs({"id": "crash", "audiences": ["vip"], "new_list_opt_in": "single"})
         # slow Klaviyo down so that the kill lands mid-flush
@@ -71,7 +74,7 @@ class TestCrashes:
         stack.start_worker("w2")
         stack.start_beat()
         try:
-            stack.wait_for_members("crash", set(emails), timeout=60)
+            stack.wait_for_members("crash", set(emails), timeout=30)
         except AssertionError:
             r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
             base = f"{stack.prefix}:job:crash"

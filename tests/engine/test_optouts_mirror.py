@@ -17,6 +17,7 @@ from worker.engine import optouts
 from worker.engine.optouts import refresh
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.suppressions import SUPPRESSED, UNSUBSCRIBED
+from worker.state import locks
 from worker.state.optouts import OptOutMirror
 
 KEY = "pk_test_mirror_0123456789"
@@ -135,6 +136,7 @@ def test_a_rebuild_drops_a_suppression_lifted_since(
 
 def test_only_one_worker_refreshes_an_account_at_a_time(
         client: KlaviyoClient, mirror: OptOutMirror) -> None:
-    assert mirror.lock("someone-else", 10_000)
-    outcome = refresh(mirror, client, budget_seconds=10)
+    with locks.held(mirror.redis, mirror.lock_key) as someone_else:
+        assert someone_else
+        outcome = refresh(mirror, client, budget_seconds=10)
     assert outcome.busy and not outcome.filled

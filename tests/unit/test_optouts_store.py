@@ -88,15 +88,6 @@ def test_a_rebuild_is_put_in_force_whole_and_drops_the_old_generation(
         2, None, {}, T)
 
 
-def test_one_worker_at_a_time(mirror: OptOutMirror) -> None:
-    assert mirror.lock("a", 10_000)
-    assert not mirror.lock("b", 10_000)
-    assert not mirror.extend("b", 10_000)
-    mirror.unlock("b")  # not b's lock: kept
-    assert not mirror.lock("b", 10_000)
-    mirror.unlock("a")
-    assert mirror.lock("b", 10_000)
-
 
 @pytest.mark.parametrize(("marketing", "reason", "lists"), [
     ({"consent": "UNSUBSCRIBED", "suppression": [{"reason": "UNSUBSCRIBE"}]}, UNSUBSCRIBED, {}),

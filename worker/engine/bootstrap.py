@@ -16,15 +16,14 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from core.jobs import ExportJob
 from worker.klaviyo import lists
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import AuthError, NotFound
+from worker.state import locks
 from worker.state.jobstate import JobStateStore, Status
 
-LOCK_MS = 30_000
 DOUBLE = "double_opt_in"
 log = logging.getLogger(__name__)
 
@@ -73,11 +72,9 @@ def _check_existing(
 
 
 def _find_or_create(job: ExportJob, store: JobStateStore, client: KlaviyoClient) -> str | None:
-    redis = store.redis
-    token = uuid.uuid4().hex
-    if not redis.set(store.keys.bootstrap_lock, token, nx=True, px=LOCK_MS):
-        raise BootstrapBusy(job.id)
-    try:
+    with locks.held(store.redis, store.keys.bootstrap_lock) as mine:
+        if not mine:
+            raise BootstrapBusy(job.id)
         if store.get().list_id:  # another worker finished while we waited
             return store.get().list_id
         name = job.list_name()
@@ -89,9 +86,6 @@ def _find_or_create(job: ExportJob, store: JobStateStore, client: KlaviyoClient)
         store.ready(found.id, reason=f"list {name!r}")
         _record_opt_in(job, store, found, created=created)
         return found.id
-    finally:
-        if redis.get(store.keys.bootstrap_lock) in (token, token.encode()):
-            redis.delete(store.keys.bootstrap_lock)
 
 
 def opt_in_note(job: ExportJob, found: lists.KlaviyoList, *, created: bool) -> str:

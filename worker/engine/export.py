@@ -27,6 +27,7 @@ from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import KlaviyoRetriableError, RateLimited
 from worker.limits import retry
 from worker.limits.gate import Throttled
+from worker.state import locks
 from worker.state.brake import RemovalBrake, policy_of
 from worker.state.counters import JobCounters
 from worker.state.deadletter import DeadLetterStore
@@ -354,25 +355,17 @@ def run_full_audit(job_id: str) -> audit.Audit | None:
     if not full_audit_wanted(job_id):
         return None
     job, keys, state = _parts(job_id)
-    token = uuid.uuid4().hex
-    lock_ms = int(load_settings().audit_lock_seconds * 1000)
-    if not state.redis.set(keys.audit_lock, token, nx=True, px=lock_ms):
-        return None
-    try:
+    with locks.held(state.redis, keys.audit_lock) as mine:
         current = JobStateStore(state.redis, keys).get()
-        if not current.list_id:
+        if not (mine and current.list_id):
             return None
         found = audit.run_audit(job, list_id=current.list_id,
                                 opt_in_process=current.opt_in_process,
                                 client=klaviyo(job, background=True),
                                 store=state.redis, keys=keys)
-        log.info("job %s: scheduled audit: missing %d, extra %d (%d out of place)",
-                 job_id, found.missing_count, found.extra_count, found.actionable)
-        return found
-    finally:
-        held = state.redis.get(keys.audit_lock)
-        if (held.decode() if isinstance(held, bytes) else held) == token:
-            state.redis.delete(keys.audit_lock)
+    log.info("job %s: scheduled audit: missing %d, extra %d (%d out of place)",
+             job_id, found.missing_count, found.extra_count, found.actionable)
+    return found
 
 
 def sweep(

@@ -26,12 +26,12 @@ import redis
 
 from core.jobs import ExportJob
 from core.keys import JobKeys, current_run_key
+from worker.state import locks
 from worker.state.jobstate import JobStateStore, Status
 
 log = logging.getLogger(__name__)
 Scheduler = Callable[[str, float], None]
 SCAN_COUNT = 1000
-LOCK_MS = 600_000
 
 # KEYS[1] pending | ARGV[1] now ms, ARGV[2] number of audiences, audiences..., then user keys;
 # the user keys start with ARGV[#ARGV - n] (their email follows the prefix in ARGV[3 + n])
@@ -123,24 +123,24 @@ def drop_audiences(client: redis.Redis, keys: JobKeys, removed: tuple[str, ...],
     """
     if not removed:
         return 0
-    token = str(time.time())
-    if not client.set(keys.audiences_lock, token, nx=True, px=LOCK_MS):
-        return 0
+    with locks.held(client, keys.audiences_lock) as mine:
+        return _drop_all(client, keys, removed, now_ms) if mine else 0
+
+
+def _drop_all(client: redis.Redis, keys: JobKeys, removed: tuple[str, ...],
+              now_ms: int | None) -> int:
     now = int(time.time() * 1000) if now_ms is None else now_ms
     script = client.register_script(_DROP)
     prefix = keys.users_pattern[:-1]
     pended = 0
-    try:
-        batch: list[str] = []
-        for key in client.scan_iter(match=keys.users_pattern, count=SCAN_COUNT):
-            batch.append(key.decode() if isinstance(key, bytes) else str(key))
-            if len(batch) >= SCAN_COUNT:
-                pended += _drop(script, keys, now, removed, prefix, batch=batch)
-                batch = []
-        if batch:
+    batch: list[str] = []
+    for key in client.scan_iter(match=keys.users_pattern, count=SCAN_COUNT):
+        batch.append(key.decode() if isinstance(key, bytes) else str(key))
+        if len(batch) >= SCAN_COUNT:
             pended += _drop(script, keys, now, removed, prefix, batch=batch)
-    finally:
-        client.delete(keys.audiences_lock)
+            batch = []
+    if batch:
+        pended += _drop(script, keys, now, removed, prefix, batch=batch)
     return pended
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from worker.klaviyo import suppressions
 from worker.klaviyo.client import KlaviyoClient
 from worker.klaviyo.errors import AuthError, KlaviyoFatalError, KlaviyoRetriableError
 from worker.limits.gate import Throttled
+from worker.state import locks
 from worker.state.counters import JobCounters
 from worker.state.desired import Desired, DesiredState
 from worker.state.optouts import DONE, MirrorState, OptOutMirror, digest
@@ -61,7 +61,6 @@ OVERLAP = timedelta(minutes=10)
 # next one reads from r less REFRESH_OVERLAP: the clock skew between us and Klaviyo plus how
 # late a suppression may become visible to the filter
 REFRESH_OVERLAP = timedelta(minutes=2)
-LOCK_MS = 60_000  # one worker fills or refreshes an account; renewed after every page
 INLINE_BUDGET_SECONDS = 5.0  # how long a flush may spend filling before trying again later
 BEAT_BUDGET_SECONDS = 20.0  # how long one beat run may spend filling
 NOT_READY_WAIT_SECONDS = 1.0  # a flush waiting for a fill looks again after this
@@ -89,11 +88,17 @@ def refresh(mirror: OptOutMirror, client: KlaviyoClient, *, budget_seconds: floa
     """Fill, go on filling, or refresh ``mirror`` from Klaviyo, under the account's lock."""
     rebuild = load_settings().optouts_rebuild_seconds if rebuild_seconds is None \
         else rebuild_seconds
-    token = uuid.uuid4().hex
-    if not mirror.lock(token, LOCK_MS):
-        return Refreshed(filled=mirror.state().filled, busy=True)
+    with locks.held(mirror.redis, mirror.lock_key) as mine:
+        if not mine:
+            return Refreshed(filled=mirror.state().filled, busy=True)
+        return _refresh(mirror, client, budget_seconds, rebuild)
+
+
+def _refresh(mirror: OptOutMirror, client: KlaviyoClient, budget_seconds: float,
+             rebuild: float) -> Refreshed:
+    """One refresh, its problems turned into when to look again."""
     try:
-        return _Refresh(mirror, client, token, budget_seconds).run(rebuild)
+        return _Refresh(mirror, client, budget_seconds).run(rebuild)
     except Throttled as exc:
         return Refreshed(filled=mirror.state().filled, more=True, wait=exc.wait)
     except AuthError:
@@ -107,16 +112,13 @@ def refresh(mirror: OptOutMirror, client: KlaviyoClient, *, budget_seconds: floa
                     mirror.account, exc, exc.retry_after or FAILED_WAIT_SECONDS)
         return Refreshed(filled=mirror.state().filled, more=True,
                          wait=exc.retry_after or FAILED_WAIT_SECONDS)
-    finally:
-        mirror.unlock(token)
 
 
 class _Refresh:
-    def __init__(self, mirror: OptOutMirror, client: KlaviyoClient, token: str,
+    def __init__(self, mirror: OptOutMirror, client: KlaviyoClient,
                  budget_seconds: float) -> None:
         self.mirror = mirror
         self.client = client
-        self.token = token
         self.deadline = time.monotonic() + budget_seconds
 
     def run(self, rebuild_seconds: float) -> Refreshed:
@@ -158,7 +160,6 @@ class _Refresh:
                     continue
                 self.mirror.record(state.building, page.opt_outs)
                 self.mirror.save_cursor(kind, page.cursor)
-                self.mirror.extend(self.token, LOCK_MS)
                 cursor = page.cursor or DONE
                 if cursor != DONE and time.monotonic() > self.deadline:
                     return False
@@ -175,7 +176,6 @@ class _Refresh:
                 page = suppressions.read_page(self.client, kind,
                                               since.get(kind, suppressions.EPOCH), cursor)
                 self.mirror.record(generation, page.opt_outs)
-                self.mirror.extend(self.token, LOCK_MS)
                 cursor = page.cursor
                 if cursor is None:
                     break

@@ -50,14 +50,6 @@ for i = 1, #digests do
 end
 return table.concat(out)
 """
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 class MirrorNotFilled(Exception):
@@ -192,16 +184,6 @@ class OptOutMirror:
         now = time.time() if now is None else now
         self.redis.hset(self.meta_key, mapping={
             "refreshed_at": now, **{f"since:{k}": t.isoformat() for k, t in since.items()}})
-
-    # --- one worker at a time ---------------------------------------------------------------
-    def lock(self, token: str, ms: int) -> bool:
-        return bool(self.redis.set(self.lock_key, token, nx=True, px=ms))
-
-    def extend(self, token: str, ms: int) -> bool:
-        return bool(self.redis.register_script(_EXTEND)(keys=[self.lock_key], args=[token, ms]))
-
-    def unlock(self, token: str) -> None:
-        self.redis.register_script(_UNLOCK)(keys=[self.lock_key], args=[token])
 
 
 def _text(value: str | bytes) -> str:
