@@ -26,13 +26,24 @@ def run_latency(
     per_post: int = 100,
     every: float = 0.1,
 ) -> dict[str, Any]:
-    """Webhook acceptance → correct list, at ``per_post / every`` events a second."""
+    """Webhook acceptance → correct list, at ``per_post / every`` events a second, on an
+    account nothing else uses."""
     stack = EngineStack(workdir, rds, sandbox, force_add=False, concurrency=concurrency)
-    port = free_port()
-    hook: subprocess.Popen[bytes] | None = None
     try:
         stack.start()
-        log = open(workdir / f"webhook-{stack.tag}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        return probe(stack, seconds=seconds, per_post=per_post, every=every)
+    finally:
+        stack.stop()
+
+
+def probe(stack: EngineStack, *, seconds: float, job: str = "", per_post: int = 100,
+          every: float = 0.1) -> dict[str, Any]:
+    """The latency of live enters to ``stack``'s job ``job`` (its workers running), through
+    a webhook receiver of its own."""
+    sandbox, port = stack.sandbox, free_port()
+    hook: subprocess.Popen[bytes] | None = None
+    try:
+        log = open(stack.workdir / f"webhook-{stack.tag}.log", "ab")  # noqa: SIM115 - lives as long as the process
         hook = subprocess.Popen(
             [
                 sys.executable,
@@ -51,7 +62,8 @@ def run_latency(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        url = f"http://127.0.0.1:{port}/webhooks/lytics/{stack.job}"
+        url = f"http://127.0.0.1:{port}/webhooks/lytics/{stack.job_id(job)}"
+        audience = stack.audience(job)
 
         def up() -> bool:
             try:
@@ -63,9 +75,9 @@ def run_latency(
         session = requests.Session()
         # Warm-up: one user, so list bootstrap is not part of the latency.
         session.post(
-            url, data=orjson.dumps([lytics_body("warm@bench.example")]), timeout=10
+            url, data=orjson.dumps([lytics_body("warm@bench.example", audience)]), timeout=10
         ).raise_for_status()
-        list_id = stack.list_id()
+        list_id = stack.list_id(name=job)
         wait_until(
             lambda: "warm@bench.example" in sandbox.list_emails(list_id), 120, "the warm-up user"
         )
@@ -89,7 +101,7 @@ def run_latency(
             emails = [f"rt{n + i}@bench.example" for i in range(per_post)]
             n += per_post
             resp = session.post(
-                url, data=orjson.dumps([lytics_body(e) for e in emails]), timeout=10
+                url, data=orjson.dumps([lytics_body(e, audience) for e in emails]), timeout=10
             )
             if resp.status_code != 202:
                 refused += 1
@@ -116,16 +128,15 @@ def run_latency(
         }
     finally:
         stop(hook)
-        stack.stop()
 
 
-def lytics_body(address: str) -> dict[str, Any]:
+def lytics_body(address: str, audience: str = AUDIENCE) -> dict[str, Any]:
     ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
     return {
         "id": "1",
         "data": {
             "email": address,
-            "segment_events": [{"event": "enter", "slug": AUDIENCE, "enter": ts}],
+            "segment_events": [{"event": "enter", "slug": audience, "enter": ts}],
         },
         "meta": {"timestamp": ts},
     }
