@@ -323,7 +323,9 @@ def real_account(real: dict[str, Any], latency: dict[str, Any] | None,
             f"subscribe of both at {two['sent_seconds']:.1f} s, together "
             f"{two['per_min']:,.0f}/min, {two['ratio']:.1%} of the account's subscribe "
             f"ceiling; the lists were whole at {two['seconds'][0]:.1f} s and "
-            f"{two['seconds'][1]:.1f} s; {two['throttled']} x 429.",
+            f"{two['seconds'][1]:.1f} s; {two['throttled']} x 429. The first job's share of "
+            "each whole minute window of the account while both ran: "
+            + (", ".join(f"{x:.0%}" for x in two["window_shares"]) or "none whole") + ".",
             "",
         ]
     ex = (real.get("mass_exit") or {}).get("exit")

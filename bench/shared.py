@@ -13,6 +13,7 @@ limiter, one Klaviyo key), as a deployment with several jobs on one account does
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ def run_two_jobs(workdir: Path, rds: Redis, sandbox: Sandbox, *, profiles: int,
         counts, first_done, shares = [0, 0], None, [0.0, 0.0]
         done_at: list[float | None] = [None, None]
         sent, last_print = None, started
+        samples: list[tuple[float, int, int]] = []
         while None in done_at:
             if time.time() - started > timeout:
                 raise TimeoutError(f"two jobs: {counts} of {profiles:,} after {timeout:.0f}s")
@@ -92,6 +94,7 @@ def run_two_jobs(workdir: Path, rds: Redis, sandbox: Sandbox, *, profiles: int,
             time.sleep(0.5)
             counts = [list_count(sandbox, stack.key, lst) for lst in lists]
             now = time.time()
+            samples.append((now, counts[0], counts[1]))
             if sent is None and accepted(sandbox, stack.key, SUBSCRIBE_OP) >= 2 * profiles:
                 sent = now
             if now - last_print >= 10:
@@ -114,8 +117,29 @@ def run_two_jobs(workdir: Path, rds: Redis, sandbox: Sandbox, *, profiles: int,
                 "seconds": [(t or finished) - r for t, r in zip(done_at, ready, strict=True)],
                 "total_seconds": finished - began, "sent_seconds": sent - began,
                 "ratio": 2 * profiles / allowed, "per_min": 2 * profiles / (sent - began) * 60,
+                "window_shares": window_shares(samples, account, first_done),
                 "throttled": _throttled(sandbox, stack.key)}
     finally:
         for command in commands:
             stop(command.proc)
         stack.stop()
+
+
+def window_shares(samples: list[tuple[float, int, int]], account: ceiling.Account,
+                  until: float) -> list[float]:
+    """The first job's share of what each whole steady window of the account added, for the
+    windows that ended before ``until`` (both jobs still running); from the list counts
+    sampled nearest the windows' edges."""
+    if not samples:
+        return []
+    def at(t: float) -> tuple[float, int, int]:
+        return min(samples, key=lambda s: abs(s[0] - t))
+
+    shares = []
+    edge = math.ceil((samples[0][0] - account.steady_phase) / 60) * 60 + account.steady_phase
+    while edge + 60 <= until:
+        (_, a0, b0), (_, a1, b1) = at(edge), at(edge + 60)
+        if (a1 - a0) + (b1 - b0) > 0:
+            shares.append((a1 - a0) / ((a1 - a0) + (b1 - b0)))
+        edge += 60
+    return shares
