@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import orjson
 import requests
 
 from bench.engine import AUDIENCE, EngineStack
-from bench.stack import ROOT, Redis, Sandbox, free_port, stop, wait_until
+from bench.stack import ROOT, Redis, Sandbox, fingerprint, free_port, stop, wait_until
 
 
 def run_latency(
@@ -118,16 +119,38 @@ def probe(stack: EngineStack, *, seconds: float, job: str = "", per_post: int = 
         stop_polling.set()
         poller.join(5)
         lat = sorted(seen[e] - t for e, t in accepted.items())
+        sent = to_acceptance(sandbox, stack.key, list_id, list(accepted.values()), begin)
         return {
             "events": len(accepted),
             "rate": rate,
             "refused_posts": refused,
-            "p50": lat[len(lat) // 2],
-            "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
-            "max": lat[-1],
+            **percentiles(lat),
+            **{f"accepted_{k}": v for k, v in percentiles(sent).items()},
         }
     finally:
         stop(hook)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values) or [float("nan")]
+    return {"p50": ordered[len(ordered) // 2],
+            "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            "max": ordered[-1]}
+
+
+def to_acceptance(sandbox: Sandbox, key: str, list_id: str, posted: list[float],
+                  since: float) -> list[float]:
+    """Seconds from each user's 202 to Klaviyo's acceptance of the subscribe job that carried
+    them: the product's own part of the latency, without Klaviyo's job delay. The list's
+    subscribe jobs (created since ``since``) are taken in order and their profiles matched
+    to the users in the order they were posted (a flush claims the longest-waiting first)."""
+    jobs = sandbox.admin("GET", f"subscribe-jobs?account={fingerprint(key)}")["data"]
+    times: list[float] = []
+    for job in sorted((j for j in jobs if j["list_id"] == list_id), key=lambda j: j["created_at"]):
+        created = datetime.fromisoformat(job["created_at"]).timestamp()
+        if created >= since:
+            times += [created] * int(job["total_count"])
+    return [t - p for t, p in zip(times, sorted(posted), strict=False)]
 
 
 def lytics_body(address: str, audience: str = AUDIENCE) -> dict[str, Any]:
