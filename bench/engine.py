@@ -216,6 +216,7 @@ def run_export(
     1,000 (the clock starts at the first publish). ``prepare`` sets the account up before
     the workers start (not timed).
     """
+    sandbox.forget()
     stack = EngineStack(workdir, rds, sandbox, force_add, concurrency, job_lines=job_lines,
                         field_map=dict(field_map or {}))
     if prepare is not None:

@@ -29,6 +29,7 @@ def run_latency(
 ) -> dict[str, Any]:
     """Webhook acceptance → correct list, at ``per_post / every`` events a second, on an
     account nothing else uses."""
+    sandbox.forget()
     stack = EngineStack(workdir, rds, sandbox, force_add=False, concurrency=concurrency)
     try:
         stack.start()

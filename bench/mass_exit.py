@@ -68,6 +68,7 @@ def run_mass_exit(workdir: Path, rds: Redis, sandbox: Sandbox, *, profiles: int,
                   concurrency: int) -> dict[str, Any]:
     # the removal ceiling is measured, so the brake on mass removals (which would hold an
     # emptied audience's exits for a person to release) is off for this job
+    sandbox.forget()
     stack = EngineStack(workdir, rds, sandbox, False, concurrency, field_map=dict(FIELDS),
                         job_lines="removal_brake = 1\n")
     try:

@@ -44,6 +44,7 @@ def _throttled(sandbox: Sandbox, key: str) -> int:
 def run_live_during_backfill(workdir: Path, rds: Redis, sandbox: Sandbox, *, profiles: int,
                              concurrency: int, seconds: float) -> dict[str, Any]:
     """The latency probe on one job while another job's backfill runs on the same account."""
+    sandbox.forget()
     stack = EngineStack(workdir, rds, sandbox, False, concurrency, also=(LIVE,))
     backfill = None
     try:
@@ -70,6 +71,7 @@ def run_live_during_backfill(workdir: Path, rds: Redis, sandbox: Sandbox, *, pro
 def run_two_jobs(workdir: Path, rds: Redis, sandbox: Sandbox, *, profiles: int,
                  concurrency: int, timeout: float) -> dict[str, Any]:
     """Two jobs' backfills of ``profiles`` each on one account, started together."""
+    sandbox.forget()
     stack = EngineStack(workdir, rds, sandbox, False, concurrency, also=(SECOND,))
     names = ("", SECOND)
     commands: list[Command] = []

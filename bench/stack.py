@@ -164,6 +164,12 @@ class Sandbox:
         resp.raise_for_status()
         return resp.json() if resp.content else None
 
+    def forget(self) -> None:
+        """Forget every account (its profiles, lists, jobs and quotas): each run uses an
+        account of its own, and a whole benchmark's profiles (some 13 million at full size,
+        about 1 KB each in the sandbox) would not fit in memory."""
+        self.admin("POST", "reset")
+
     def account_stats(self, key: str) -> dict[str, Any]:
         """Per-operation calls, items and 429s for one account (its key's fingerprint)."""
         acct = self.admin("GET", "stats")["accounts"].get(fingerprint(key), {})
