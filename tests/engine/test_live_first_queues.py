@@ -15,13 +15,14 @@ from pathlib import Path
 
 import redis
 
+from core.events import Action
 from core.keys import broker_queue_key
 from core.names import BACKFILL
 from tests.backfill.helpers import run_start, write_jsonl
-from tests.conftest import wait_until
-from tests.engine.test_throughput import E, T0
 from tests.harness import Stack, event
 
+E = Action.ENTER
+T0 = 1_764_000_000_000_000_000
 LIVE_ENTERS = 10
 
 
