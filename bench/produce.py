@@ -25,6 +25,11 @@ def email(prefix: str, i: int) -> str:
     return f"{prefix}{i}@bench.example"
 
 
+def field_values(i: int) -> dict[str, object]:
+    """Person ``i``'s three mapped fields (``bench.engine.FIELDS``)."""
+    return {"first_name": f"N{i}", "city": "Oslo", "ltv": i}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--redis", required=True)
@@ -50,7 +55,7 @@ def main() -> int:
                 ts_ns=ts,
                 profile={
                     "email": email(args.emails, i),
-                    **({"first_name": f"N{i}", "city": "Oslo", "ltv": i} if args.fields else {}),
+                    **(field_values(i) if args.fields else {}),
                 },
             )
             for i in range(first, min(first + args.body, args.profiles))

@@ -9,8 +9,14 @@ One run, one sandbox process, one redis-server, the same kind of audience export
     driven through the real-time path (``send_events`` in bodies of 1,000);
 (d) subscribe with the opt-out check and without it (``resubscribe = true``), side by side
     (``bench/optouts.py``);
-plus real-time latency from webhook acceptance to a correct list. Writes docs/benchmarks.md
-and docs/benchmarks.png and prints the table.
+(e) on a real account's terms (issue #16): subscribe and force add with three mapped fields
+    beside the same runs without (``bench/fields.py``), a live event's time to the list during
+    a backfill on the same account and two jobs' backfills side by side (``bench/shared.py``),
+    and a mass exit (``bench/mass_exit.py``);
+plus real-time latency from webhook acceptance to a correct list. The sandbox runs with
+``bench.stack.CONDITIONS`` (per-account window phase, 100-300 ms a call, 15 % of every window
+used by another client, seconds-long jobs). Writes docs/benchmarks.md and docs/benchmarks.png
+and prints the table.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import audit as audit_bench
-from bench import baselines, ceiling, engine, optouts, report
+from bench import baselines, ceiling, engine, fields, mass_exit, optouts, report, shared
 from bench import latency as latency_probe
 from bench.stack import ROOT, Redis, Sandbox, TreeSampler, stop
 
@@ -59,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--path", choices=("backfill", "realtime"), default="backfill", help="how (c) is fed"
     )
+    parser.add_argument("--fields-modes", default="subscribe,force",
+                        help="(e) these modes again with three mapped fields ('' skips)")
+    parser.add_argument("--live-backfill-profiles", type=int, default=1_500_000,
+                        help="(e) the latency probe during a backfill this big (0 skips)")
+    parser.add_argument("--two-jobs-profiles", type=int, default=750_000,
+                        help="(e) two jobs' backfills of this many each, one account (0 skips)")
+    parser.add_argument("--mass-exit-profiles", type=int, default=300_000,
+                        help="(e) a mass exit of this many (0 skips)")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "docs", help="where benchmarks.md/.png go"
     )
@@ -80,34 +94,28 @@ def main(argv: list[str] | None = None) -> int:
     latency: dict[str, Any] | None = None
     optouts_check: dict[str, Any] | None = None
     audited: dict[str, Any] | None = None
+    real: dict[str, Any] = {"fields": []}  # (e): issue #16's figures
     try:
         if not args.skip_baselines:
             rows += run_baselines(sandbox, args.sample)
+        plain: dict[tuple[str, int], dict[str, Any]] = {}
         for mode in filter(None, args.modes.split(",")):
             for n in (int(w) for w in args.workers.split(",")):
-                print(f"(c) {mode}, {n} worker process(es), {args.profiles:,} profiles", flush=True)
-                limits = ceiling.BULK_IMPORT if mode == "force" else ceiling.SUBSCRIBE
-                timeout = 600 + 20 * args.profiles / limits.per_minute * 60
-                res = engine.run_export(
-                    workdir,
-                    rds,
-                    sandbox,
-                    profiles=args.profiles,
-                    concurrency=n,
-                    force_add=mode == "force",
-                    timeout=timeout,
-                    path=args.path,
-                )
+                rows.append(export_row(workdir, rds, sandbox, args, mode, n))
+                plain[(mode, n)] = rows[-1]
                 sampler.sample()
-                rows.append(
-                    report.engine_row(
-                        f"(c) this project, {n} worker{'s' if n > 1 else ''}, "
-                        f"{'force add' if mode == 'force' else 'subscribe'}",
-                        res,
-                        limits,
-                    )
-                )
-                print("   ", report.one_line(rows[-1]), flush=True)
+        most = max(int(w) for w in args.workers.split(","))
+        for mode in filter(None, args.fields_modes.split(",")):
+            if (mode, most) not in plain:
+                rows.append(export_row(workdir, rds, sandbox, args, mode, most))
+                plain[(mode, most)] = rows[-1]
+            base = plain[(mode, most)]
+            row, compared = fields.run_mapped(
+                workdir, rds, sandbox, force_add=mode == "force", profiles=args.profiles,
+                concurrency=most, timeout=export_timeout(mode, args.profiles), plain=base,
+                path=args.path)
+            rows.append(row)
+            real["fields"].append(compared)
         if args.optouts_suppressed > 0:
             n = max(int(w) for w in args.workers.split(","))
             pair, optouts_check = optouts.run_pair(
@@ -124,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir, rds, sandbox, concurrency=4, seconds=args.latency_seconds
             )
             print("   ", latency, flush=True)
+        run_real_account(workdir, rds, sandbox, args, real)
         if args.audit_members > 0:
             print(f"audit: a list of {args.audit_members:,} members read back", flush=True)
             audited = audit_bench.run(workdir, rds, sandbox, members=args.audit_members,
@@ -144,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     table = report.markdown(rows, latency, facts)
+    table += report.real_account(real, latency, sandbox.realism)
     if optouts_check is not None:
         fill = optouts_check["fill"]
         table += (
@@ -160,13 +170,56 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "benchmarks.md").write_text(table, encoding="utf-8")
     (workdir / "results.json").write_text(
         json.dumps({"rows": rows, "latency": latency, "facts": facts,
-                    "optouts_check": optouts_check}, default=str),
+                    "optouts_check": optouts_check, "real": real}, default=str),
         encoding="utf-8",
     )
     report.chart(rows, args.out / "benchmarks.png")
     print(f"wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.png'}")
     exact = all(r.get("exact") is not False for r in rows) and (audited or {}).get("exact", True)
     return 0 if exact else 1  # samples have None
+
+
+def export_timeout(mode: str, profiles: int) -> float:
+    limits = ceiling.BULK_IMPORT if mode == "force" else ceiling.SUBSCRIBE
+    return 600 + 20 * profiles / limits.per_minute * 60
+
+
+def export_row(workdir: Path, rds: Redis, sandbox: Sandbox, args: argparse.Namespace,
+               mode: str, n: int) -> dict[str, Any]:
+    """One (c) run: ``mode`` (subscribe or force) with ``n`` worker processes."""
+    print(f"(c) {mode}, {n} worker process(es), {args.profiles:,} profiles", flush=True)
+    res = engine.run_export(workdir, rds, sandbox, profiles=args.profiles, concurrency=n,
+                            force_add=mode == "force", timeout=export_timeout(mode, args.profiles),
+                            path=args.path)
+    row = report.engine_row(
+        f"(c) this project, {n} worker{'s' if n > 1 else ''}, "
+        f"{'force add' if mode == 'force' else 'subscribe'}",
+        res, ceiling.BULK_IMPORT if mode == "force" else ceiling.SUBSCRIBE)
+    print("   ", report.one_line(row), flush=True)
+    return row
+
+
+def run_real_account(workdir: Path, rds: Redis, sandbox: Sandbox, args: argparse.Namespace,
+                     real: dict[str, Any]) -> None:
+    """(e) after the fields: live during a backfill, two jobs, the mass exit."""
+    most = max(int(w) for w in args.workers.split(","))
+    if args.live_backfill_profiles > 0 and args.latency_seconds > 0:
+        print(f"(e) live enters for {args.latency_seconds:.0f}s during a "
+              f"{args.live_backfill_profiles:,}-profile backfill on the same account", flush=True)
+        real["live_during_backfill"] = shared.run_live_during_backfill(
+            workdir, rds, sandbox, profiles=args.live_backfill_profiles, concurrency=most,
+            seconds=args.latency_seconds)
+        print("   ", real["live_during_backfill"], flush=True)
+    if args.two_jobs_profiles > 0:
+        print(f"(e) two jobs on one account, {args.two_jobs_profiles:,} profiles each", flush=True)
+        real["two_jobs"] = shared.run_two_jobs(
+            workdir, rds, sandbox, profiles=args.two_jobs_profiles, concurrency=most,
+            timeout=export_timeout("subscribe", 2 * args.two_jobs_profiles))
+        print("   ", real["two_jobs"], flush=True)
+    if args.mass_exit_profiles > 0:
+        print(f"(e) mass exit of {args.mass_exit_profiles:,} profiles", flush=True)
+        real["mass_exit"] = mass_exit.run_mass_exit(
+            workdir, rds, sandbox, profiles=args.mass_exit_profiles, concurrency=most)
 
 
 def run_baselines(sandbox: Sandbox, sample: int) -> list[dict[str, Any]]:

@@ -104,10 +104,19 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-class Sandbox:
-    """``python -m sandbox`` as its own process at ``speed`` (1 = Klaviyo's real limits)."""
+# The conditions of a real account (issue #16), as sandbox knobs on top of its realistic
+# profile: each account's windows at a random phase, 100-300 ms per call, another integration
+# using 15 % of every window, and the profile's seconds-long jobs (log-normal, 3 s median).
+CONDITIONS = {"window_phase": "random", "latency": "uniform:0.1,0.3", "foreign_share": "0.15"}
 
-    def __init__(self, workdir: Path, speed: float = 1.0) -> None:
+
+class Sandbox:
+    """``python -m sandbox`` as its own process at ``speed`` (1 = Klaviyo's real limits), its
+    realistic profile with ``knobs`` (default: :data:`CONDITIONS`)."""
+
+    def __init__(self, workdir: Path, speed: float = 1.0,
+                 knobs: dict[str, str] | None = None) -> None:
+        self.knobs = dict(CONDITIONS if knobs is None else knobs)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         log = open(workdir / "sandbox.log", "ab")  # noqa: SIM115 - lives as long as the process
@@ -124,6 +133,7 @@ class Sandbox:
                 str(speed),
                 "--log-level",
                 "warning",
+                *(arg for k, v in self.knobs.items() for arg in ("--knob", f"{k}={v}")),
             ],
             cwd=ROOT,
             stdout=log,
@@ -131,6 +141,16 @@ class Sandbox:
             start_new_session=True,
         )
         wait_until(self._up, 30, "the sandbox")
+        self.realism: dict[str, Any] = self.admin("GET", "realism")
+
+    @property
+    def foreign_share(self) -> float:
+        return float(self.realism.get("foreign_share", 0.0))
+
+    def phase(self, key: str) -> tuple[float, float]:
+        """Where the account's burst and steady windows start (seconds past the epoch's)."""
+        found = self.admin("GET", f"windows/{fingerprint(key)}")
+        return float(found["burst"]), float(found["steady"])
 
     def _up(self) -> bool:
         try:
@@ -143,6 +163,12 @@ class Sandbox:
         resp = requests.request(method, f"{self.url}/_sandbox/{path}", timeout=120, **kwargs)
         resp.raise_for_status()
         return resp.json() if resp.content else None
+
+    def forget(self) -> None:
+        """Forget every account (its profiles, lists, jobs and quotas): each run uses an
+        account of its own, and a whole benchmark's profiles (some 13 million at full size,
+        about 1 KB each in the sandbox) would not fit in memory."""
+        self.admin("POST", "reset")
 
     def account_stats(self, key: str) -> dict[str, Any]:
         """Per-operation calls, items and 429s for one account (its key's fingerprint)."""

@@ -6,6 +6,8 @@
 - ``POST /_sandbox/suppress``: suppress people (``emails``, ``reason``, ``list_id``: optional)
 - ``POST /_sandbox/unsubscribe``: people unsubscribe (``emails``, ``list_id``: optional)
 - ``GET /_sandbox/realism``: the profile and every behaviour knob in force
+- ``GET /_sandbox/windows/{account}``: where an account's rate-limit windows start (its phase,
+  for a benchmark's yardstick; clients learn it only from ``RateLimit-Reset``)
 - ``POST /_sandbox/reset``: forget everything (Lytics segments reload from their directory)
 - ``GET /_sandbox/lists/{id}/emails``: all member (and pending) emails of a list, no paging
 - ``POST /_sandbox/lists/{id}/flows``: a flow triggered by adding people to the list (``name``,
@@ -146,6 +148,16 @@ async def realism(request: Request) -> Response:
     return _json(_sandbox(request).realism.describe())
 
 
+async def windows(request: Request) -> Response:
+    """An account's window phase: where its burst, steady and daily windows start, in real
+    seconds past the epoch's (drawn now if the account has made no call yet)."""
+    sandbox = _sandbox(request)
+    with sandbox.lock:
+        phase = sandbox.limiter.phase(request.path_params["account"])
+    burst, steady, daily = (sandbox.clock.real(p) for p in phase)
+    return _json({"burst": burst, "steady": steady, "daily": daily})
+
+
 async def reset(request: Request) -> Response:
     """Forget everything."""
     _sandbox(request).reset()
@@ -217,6 +229,7 @@ ROUTES = [
     Route("/_sandbox/suppress", suppress, methods=["POST"]),
     Route("/_sandbox/unsubscribe", unsubscribe, methods=["POST"]),
     Route("/_sandbox/realism", realism, methods=["GET"]),
+    Route("/_sandbox/windows/{account}", windows, methods=["GET"]),
     Route("/_sandbox/reset", reset, methods=["POST"]),
     Route("/_sandbox/lists/{id}/emails", list_emails, methods=["GET"]),
     Route("/_sandbox/lists/{id}/flows", add_flow, methods=["POST"]),

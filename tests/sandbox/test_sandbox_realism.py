@@ -367,6 +367,19 @@ def test_rate_limit_headers_follow_the_accounts_phase(server: SandboxServer) -> 
     assert int(resp.headers["RateLimit-Remaining"]) < 750
 
 
+def test_the_admin_route_shows_an_accounts_phase_as_reset_counts_to_it(
+        server: SandboxServer) -> None:
+    """``GET /_sandbox/windows/{fingerprint}`` (a benchmark's yardstick) names the phase
+    the limiter uses: ``RateLimit-Reset`` counts to the steady window it gives."""
+    api = SandboxClient(server.url, "pk_real_windows")
+    shown = api.admin("GET", f"windows/{fingerprint('pk_real_windows')}")
+    assert shown["steady"] == server.sandbox.limiter.phase(fingerprint("pk_real_windows"))[1]
+    assert 0 <= shown["burst"] < 1 and 0 <= shown["steady"] < 60
+    resp = api.call("GET", "/api/lists")
+    expected = (shown["steady"] - time.time()) % 60
+    assert abs(int(resp.headers["RateLimit-Reset"]) - math.ceil(expected)) <= 1
+
+
 def test_a_foreign_client_uses_its_share_of_every_window() -> None:
     """Same guide: every private key of an account shares its quota, so other
     integrations use the same budget; ``foreign_share`` plays one."""
