@@ -20,7 +20,7 @@ from core.keys import JobKeys, current_run_key
 from core.settings import load_settings
 from worker import runtime
 from worker.engine import attributes, audit, confirm, imports, lifecycle
-from worker.engine.bootstrap import bootstrap
+from worker.engine.bootstrap import BootstrapBusy, bootstrap
 from worker.engine.flush import FlushContext, Flusher, FlushOutcome
 from worker.engine.record import Recorded, record_events
 from worker.klaviyo.client import KlaviyoClient
@@ -115,7 +115,12 @@ def flush(
     pending) is charged as the backfill is, leaving live flushes their reserve."""
     job, keys, state = _parts(job_id)
     store = JobStateStore(state.redis, keys)
-    list_id = ensure_ready(job, store)
+    try:
+        list_id = ensure_ready(job, store)
+    except BootstrapBusy:  # another worker is making the list: look again shortly
+        outcome = FlushOutcome(again_in=retry.BOOTSTRAP_BUSY_SECONDS)
+        _follow_up(job_id, state, outcome, schedule)
+        return outcome
     if list_id is None:
         return FlushOutcome(stopped=store.get().reason or "job is not ready")
     token = uuid.uuid4().hex
@@ -292,8 +297,12 @@ def poll_imports(job_id: str, schedule: PollScheduler, attempt: int = 0) -> Next
 
 
 def run_bootstrap(job_id: str) -> str | None:
+    """The job's list id; None while another worker is making it (its flush follows)."""
     job, keys, state = _parts(job_id)
-    return bootstrap(job, JobStateStore(state.redis, keys), klaviyo(job))
+    try:
+        return bootstrap(job, JobStateStore(state.redis, keys), klaviyo(job))
+    except BootstrapBusy:
+        return None
 
 
 def confirm_wanted(job_id: str) -> bool:

@@ -17,6 +17,7 @@ FLUSH_FAILURES_TTL_SECONDS = 3600  # a run of failures is forgotten after an hou
 NO_RETRY_AFTER_SECONDS = 1.0  # a 429 without Retry-After, or a 5xx inside a flush
 FOLLOW_UP_JITTER_SECONDS = 0.05  # spreads the flushes a fleet lines up for the same moment
 MAX_POLL_BACKOFF_SECONDS = 300.0  # well under the visibility timeout's floor of countdowns
+BOOTSTRAP_BUSY_SECONDS = 1.0  # another worker is finding or creating the job's list
 RECHECK_MIN_SECONDS = 1.0  # first look again for a profile that is not there yet
 RECHECK_MAX_SECONDS = 30.0  # the longest gap between two looks
 CHUNK_RETRY_BASE_SECONDS = 1.0  # a backfill chunk that met a passing Redis error
