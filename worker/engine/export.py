@@ -218,7 +218,8 @@ def _follow_up(
         schedule(job_id, retry.jittered(outcome.again_in))
         return
     state.redis.delete(failures_key)
-    due = state.due_count(int(time.time() * 1000)) if outcome.claimed else 0
+    now = int(time.time() * 1000)
+    due = state.due_count(now) if outcome.claimed else 0
     if due:
         schedule(job_id, 0.0)
         if due > 2 * load_settings().flush_batch_size:
@@ -226,8 +227,15 @@ def _follow_up(
             # through: one widened ahead of a throttled flush claimed, was refused and widened
             # again, some 30 flushes a second that sent nothing (the live-first test's backfill)
             schedule(job_id, 0.0)
-    elif outcome.recheck_in is not None:  # a removal waits for its profile: look again then
-        schedule(job_id, retry.jittered(outcome.recheck_in))
+        return
+    # a removal waiting for its profile, this flush's or another's: look again then. Another
+    # flush's wait may have been covered by the flush lined up for this one (worker/state/
+    # timers.py), which claimed other users and so would line up nothing for it
+    later = state.next_due_ms(now)
+    waits = [w for w in (outcome.recheck_in, None if later is None else (later - now) / 1000)
+             if w is not None]
+    if waits:
+        schedule(job_id, retry.jittered(max(0.0, min(waits))))
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,12 @@ class DesiredState:
         """Pending users a flush may take now (not a check deferred to later)."""
         return int(self.redis.zcount(self.keys.pending, "-inf", now_ms))
 
+    def next_due_ms(self, now_ms: int) -> int | None:
+        """When the soonest check deferred to later (a pending score after ``now_ms``) is due."""
+        first = self.redis.zrangebyscore(self.keys.pending, f"({now_ms}", "+inf", start=0,
+                                         num=1, withscores=True)
+        return int(first[0][1]) if first else None
+
     def extend(self, emails: Sequence[str], until_ms: int) -> None:
         """Keep holding users whose asynchronous Klaviyo job is still running."""
         if emails:
