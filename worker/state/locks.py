@@ -1,5 +1,5 @@
 """Locks that live as long as their holder: one worker at a time fills an account's opt-out
-mirror, bootstraps a job's list or drops a job's audiences.
+mirror, bootstraps a job's list, drops a job's audiences or runs its scheduled full audit.
 
 The lock is a Redis key with a short TTL (redis-py's :class:`redis.lock.Lock`), renewed by a
 daemon thread while the holder runs. A holder killed with SIGKILL stops renewing, so another
